@@ -1,0 +1,64 @@
+"""Stateless CNN operators, each as ``NAME_forward(...) -> (out, cache)`` and
+``NAME_backward(dout, cache) -> grads``, with ``impl="naive"`` (loop nest) or ``"fast"``.
+
+The gradients come back as a tuple, one entry per differentiable array argument in
+argument order (``None`` for an absent bias).
+"""
+
+from glasscnn.kernels._common import conv_output_size
+from glasscnn.kernels.activations import (
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+)
+from glasscnn.kernels.conv import conv2d_backward, conv2d_forward
+from glasscnn.kernels.dropout import dropout_backward, dropout_forward
+from glasscnn.kernels.elementwise import add_backward, add_forward
+from glasscnn.kernels.linear import (
+    flatten_backward,
+    flatten_forward,
+    linear_backward,
+    linear_forward,
+)
+from glasscnn.kernels.losses import (
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+)
+from glasscnn.kernels.norm import batch_norm_backward, batch_norm_forward
+from glasscnn.kernels.pool import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+
+__all__ = [
+    "adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward",
+    "add_backward",
+    "add_forward",
+    "avg_pool2d_backward",
+    "avg_pool2d_forward",
+    "batch_norm_backward",
+    "batch_norm_forward",
+    "conv2d_backward",
+    "conv2d_forward",
+    "conv_output_size",
+    "dropout_backward",
+    "dropout_forward",
+    "flatten_backward",
+    "flatten_forward",
+    "linear_backward",
+    "linear_forward",
+    "max_pool2d_backward",
+    "max_pool2d_forward",
+    "relu_backward",
+    "relu_forward",
+    "sigmoid_backward",
+    "sigmoid_forward",
+    "softmax_cross_entropy_backward",
+    "softmax_cross_entropy_forward",
+]

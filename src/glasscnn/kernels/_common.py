@@ -1,0 +1,102 @@
+"""Helpers shared by every kernel family: argument normalisation, checks, array namespace."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+IMPLS = ("naive", "fast")
+
+
+def get_xp(*arrays: Any) -> ModuleType:
+    """Return the array namespace (``numpy`` today, ``cupy`` later) of the given arrays.
+
+    Args:
+        *arrays: arrays or ``None``; the first array decides.
+
+    Returns:
+        The module whose functions operate on these arrays.
+    """
+    for a in arrays:
+        if a is None:
+            continue
+        if type(a).__module__.split(".")[0] == "cupy":
+            import cupy  # noqa: PLC0415 - optional backend, imported only when used
+
+            return cupy
+        return np
+    return np
+
+
+def pair(value: int | tuple[int, int] | list[int], name: str, op: str) -> tuple[int, int]:
+    """Normalise an int or a pair to a ``(h, w)`` tuple of ints.
+
+    Args:
+        value: an int, or a sequence of two ints.
+        name: the argument's name, for the error message.
+        op: the operator's name, for the error message.
+
+    Returns:
+        ``(value, value)`` for an int, else the pair as a tuple.
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
+    ):
+        return int(value[0]), int(value[1])
+    raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+
+
+def check_positive(value: tuple[int, int], name: str, op: str) -> None:
+    """Raise ``ValueError`` unless both entries of ``value`` are > 0."""
+    if min(value) <= 0:
+        raise ValueError(f"{op}: {name} must be > 0, got {value}")
+
+
+def check_non_negative(value: tuple[int, int], name: str, op: str) -> None:
+    """Raise ``ValueError`` unless both entries of ``value`` are >= 0."""
+    if min(value) < 0:
+        raise ValueError(f"{op}: {name} must be >= 0, got {value}")
+
+
+def check_ndim(x: Any, ndims: int | tuple[int, ...], op: str, layout: str) -> None:
+    """Raise ``ValueError`` unless ``x.ndim`` is one of ``ndims``.
+
+    Args:
+        x: the array to check.
+        ndims: allowed number of dimensions.
+        op: the operator's name, for the error message.
+        layout: the expected layout, e.g. ``"(N, C, H, W)"``, for the message.
+    """
+    allowed = (ndims,) if isinstance(ndims, int) else ndims
+    if getattr(x, "ndim", None) not in allowed:
+        shape = getattr(x, "shape", type(x).__name__)
+        raise ValueError(f"{op}: expected input of shape {layout}, got shape {shape}")
+
+
+def check_impl(impl: str, op: str) -> None:
+    """Raise ``ValueError`` unless ``impl`` is ``"naive"`` or ``"fast"``."""
+    if impl not in IMPLS:
+        raise ValueError(f"{op}: impl must be one of {IMPLS}, got {impl!r}")
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Output length along one spatial axis of a convolution or pooling window.
+
+    Formula: ``floor((I + 2P - D*(K-1) - 1) / S) + 1``, which is
+    ``floor((I + 2P - K) / S) + 1`` for dilation 1.
+
+    Args:
+        size: input length I.
+        kernel: kernel length K.
+        stride: stride S.
+        padding: padding P on each side.
+        dilation: dilation D.
+
+    Returns:
+        The output length (may be <= 0 when the window does not fit; callers check).
+    """
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1

@@ -1,0 +1,207 @@
+"""``Parameter`` and ``Module``: the PyTorch-shaped base of every layer."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+
+class Parameter:
+    """A trainable array and its accumulated gradient.
+
+    Attributes:
+        data: the values, e.g. a conv weight of shape (C_out, C_in, kH, kW).
+        grad: the gradient of the loss with respect to ``data``, same shape and dtype;
+            ``backward`` adds to it, ``zero_grad`` clears it.
+    """
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+        self.grad = np.zeros_like(data)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of ``data``."""
+        return self.data.shape
+
+    def accumulate(self, grad: np.ndarray) -> None:
+        """Add ``grad`` to ``self.grad`` (in place, as PyTorch accumulates)."""
+        self.grad += grad
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of layers and networks: forward, backward, parameters, state_dict.
+
+    Subclasses set parameters and sub-modules as attributes (they are registered by
+    name, in order), buffers with ``register_buffer``, and implement ``forward(x)``,
+    ``backward(dout) -> dx`` and ``output_shape(input_shape)``.
+    """
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        elif name in self._buffers:
+            self._buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        """Register a non-trainable array saved in the state_dict (e.g. ``running_mean``)."""
+        self._buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Compute the output and keep what backward needs."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Given dL/d(output), accumulate parameter gradients and return dL/d(input)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the output for an input of ``input_shape`` (batch axis included)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no shape rule (output_shape is not implemented)"
+        )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def children(self) -> Iterator[Module]:
+        """Direct sub-modules, in registration order."""
+        yield from self._modules.values()
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """``(name, module)`` for each direct sub-module."""
+        yield from self._modules.items()
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module and every descendant, with dotted names (``""`` for the root)."""
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """``(dotted name, Parameter)`` for every parameter, as PyTorch names them."""
+        for mod_name, mod in self.named_modules(prefix):
+            for name, p in mod._parameters.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self) -> list[Parameter]:
+        """Every parameter of this module and its descendants."""
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        """``(dotted name, array)`` for every buffer."""
+        for mod_name, mod in self.named_modules(prefix):
+            for name, b in mod._buffers.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Copies of all parameters and buffers under PyTorch's keys.
+
+        Order: for each module in registration order, its parameters then its buffers,
+        which is PyTorch's order (``conv1.weight``, ``conv1.bias``, ``bn1.weight``, ...).
+        """
+        sd: OrderedDict[str, np.ndarray] = OrderedDict()
+        for mod_name, mod in self.named_modules():
+            dot = f"{mod_name}." if mod_name else ""
+            for name, p in mod._parameters.items():
+                sd[dot + name] = p.data.copy()
+            for name, b in mod._buffers.items():
+                sd[dot + name] = np.array(b, copy=True)
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> list[str]:
+        """Copy arrays into the parameters and buffers, cast to their dtype, in place.
+
+        Args:
+            state_dict: mapping from PyTorch-style keys to arrays (NumPy or array-like).
+            strict: if true, missing or unexpected keys raise ``KeyError``.
+
+        Returns:
+            The keys of this module that were not found (empty when ``strict``).
+
+        Raises:
+            KeyError: strict and a key is missing or unexpected (all are listed).
+            ValueError: a shape differs (every mismatch is listed with both shapes).
+        """
+        targets: dict[str, tuple[Module, str, bool]] = {}
+        for mod_name, mod in self.named_modules():
+            dot = f"{mod_name}." if mod_name else ""
+            for name in mod._parameters:
+                targets[dot + name] = (mod, name, True)
+            for name in mod._buffers:
+                targets[dot + name] = (mod, name, False)
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
+                f"unexpected keys {unexpected}"
+            )
+        mismatched = []
+        for key, (mod, name, _) in targets.items():
+            if key in state_dict:
+                have = np.shape(getattr(mod, name) if name in mod._buffers
+                                else mod._parameters[name].data)
+                got = np.shape(state_dict[key])
+                if tuple(have) != tuple(got):
+                    mismatched.append(f"{key}: expected {tuple(have)}, got {tuple(got)}")
+        if mismatched:
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: shape mismatch: " + "; ".join(mismatched)
+            )
+        for key, (mod, name, is_param) in targets.items():
+            if key not in state_dict:
+                continue
+            value = np.asarray(state_dict[key])
+            if is_param:
+                p = mod._parameters[name]
+                np.copyto(p.data, value, casting="unsafe")
+            else:
+                buf = mod._buffers[name]
+                np.copyto(buf, value, casting="unsafe")
+        return missing
+
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (batch statistics, active dropout) on this module and below."""
+        for _, mod in self.named_modules():
+            object.__setattr__(mod, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        """Set evaluation mode (running statistics, no dropout)."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        """Set every parameter's gradient to zero."""
+        for p in self.parameters():
+            p.grad.fill(0)
+
+    def extra_repr(self) -> str:
+        """The arguments shown between the parentheses of this module's repr."""
+        return ""
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}("]
+        for name, child in self._modules.items():
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        lines.append(")")
+        return "\n".join(lines)
