@@ -23,7 +23,7 @@ def get_xp(*arrays: Any) -> ModuleType:
         if a is None:
             continue
         if type(a).__module__.split(".")[0] == "cupy":
-            import cupy  # noqa: PLC0415 - optional backend, imported only when used
+            import cupy
 
             return cupy
         return np

@@ -1,0 +1,78 @@
+"""The model zoo: the networks CNN users study, by name.
+
+``get(name, **kwargs)`` builds one; ``available()`` lists them with their default input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from glasscnn.models.zoo import (
+    alexnet,
+    alexnet_cifar33,
+    lenet_bn,
+    mnist_net,
+    resnet_cifar,
+    three_layer_convnet,
+    vgg_cifar,
+)
+from glasscnn.nn import Sequential
+
+REGISTRY: dict[str, tuple[Callable[..., Sequential], tuple[int, int, int], str]] = {
+    "alexnet_cifar33": (alexnet_cifar33, (3, 33, 33), "CIFAR AlexNet-like, no biases (§1)"),
+    "mnist_net": (mnist_net, (1, 28, 28), "MNIST loop-nest network (§2)"),
+    "three_layer_convnet": (three_layer_convnet, (3, 32, 32), "conv-relu-pool-fc-relu-fc (§4)"),
+    "lenet_bn": (lenet_bn, (3, 32, 32), "LeNet with batch norm and dropout (§4)"),
+    "vgg_cifar": (vgg_cifar, (3, 32, 32), "VGG-ish, 10 convs + adaptive pool (§4)"),
+    "alexnet": (alexnet, (3, 224, 224), "torchvision AlexNet layout"),
+    "resnet_cifar": (resnet_cifar, (3, 32, 32), "CIFAR ResNet-20 (6n+2) with projections"),
+}
+
+
+def available() -> list[dict[str, Any]]:
+    """One dict per model: ``name``, ``input_shape`` (C, H, W) and ``description``."""
+    return [
+        {"name": name, "input_shape": shape, "description": desc}
+        for name, (_, shape, desc) in REGISTRY.items()
+    ]
+
+
+def default_input_shape(name: str) -> tuple[int, int, int]:
+    """The (C, H, W) input the model is defined for."""
+    return _entry(name)[1]
+
+
+def get(name: str, **kwargs: Any) -> Sequential:
+    """Build the zoo model ``name`` with the builder's keyword arguments.
+
+    Args:
+        name: one of ``REGISTRY``'s keys.
+        **kwargs: passed to the builder (``in_channels``, ``num_classes``, ``input_size``,
+            ``impl``, ``dtype``, ``rng`` and the model's own options).
+
+    Returns:
+        The model, a ``glasscnn.nn.Sequential``.
+    """
+    return _entry(name)[0](**kwargs)
+
+
+def _entry(name: str) -> tuple[Callable[..., Sequential], tuple[int, int, int], str]:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+__all__ = [
+    "REGISTRY",
+    "alexnet",
+    "alexnet_cifar33",
+    "available",
+    "default_input_shape",
+    "get",
+    "lenet_bn",
+    "mnist_net",
+    "resnet_cifar",
+    "three_layer_convnet",
+    "vgg_cifar",
+]

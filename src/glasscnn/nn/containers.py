@@ -1,0 +1,131 @@
+"""Containers: ``Sequential`` and the residual block."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from glasscnn import kernels as K
+from glasscnn.nn.layers import BatchNorm2d, Conv2d, ReLU
+from glasscnn.nn.module import Module
+
+
+class Sequential(Module):
+    """Run children in order; backward runs them in reverse.
+
+    ``Sequential(a, b)`` names the children ``"0"``, ``"1"`` (keys ``0.weight``, ...);
+    ``Sequential(OrderedDict(conv1=a, relu1=b))`` uses the given names. Nested Sequentials
+    give keys such as ``features.0.weight``, exactly as PyTorch.
+    """
+
+    def __init__(self, *layers: Module | OrderedDict[str, Module]) -> None:
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], OrderedDict):
+            items = list(layers[0].items())
+        else:
+            items = [(str(i), layer) for i, layer in enumerate(layers)]
+        for name, layer in items:
+            if not isinstance(layer, Module):
+                raise ValueError(
+                    f"Sequential: child {name!r} is not a Module, got {type(layer).__name__}"
+                )
+            setattr(self, name, layer)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self._modules.values())[index]
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Feed ``x`` through every child in order."""
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Feed ``dout`` backwards through every child, last first."""
+        for layer in reversed(self._modules.values()):
+            dout = layer.backward(dout)
+        return dout
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Chain each child's shape rule."""
+        shape = tuple(input_shape)
+        for layer in self._modules.values():
+            shape = layer.output_shape(shape)
+        return shape
+
+
+class ResidualBlock(Module):
+    """A ResNet basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).
+
+    conv1 is 3×3 with the given stride, conv2 is 3×3 stride 1, both padding 1. The shortcut
+    is the identity when shapes agree, else a 1×1 projection conv with the same stride
+    (followed by batch norm when ``batchnorm``). Convs have no bias when batch norm follows.
+
+    Args:
+        in_channels, out_channels: channels in and out.
+        stride: stride of conv1 and of the projection.
+        batchnorm: put BatchNorm2d after each conv.
+        impl, dtype, rng: as for ``Conv2d``.
+
+    Shapes: (N, C_in, H, W) → (N, C_out, floor((H − 1) / S) + 1, floor((W − 1) / S) + 1).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 1, batchnorm: bool = True,
+        impl: str = "fast", dtype: Any = np.float32, rng: np.random.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        conv = {"impl": impl, "dtype": dtype, "rng": rng, "bias": not batchnorm}
+        bn = {"impl": impl, "dtype": dtype}
+        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, **conv)
+        if batchnorm:
+            self.bn1 = BatchNorm2d(out_channels, **bn)
+        self.relu1 = ReLU(impl)
+        self.conv2 = Conv2d(out_channels, out_channels, 3, stride=1, padding=1, **conv)
+        if batchnorm:
+            self.bn2 = BatchNorm2d(out_channels, **bn)
+        if stride != 1 or in_channels != out_channels:
+            proj: list[Module] = [Conv2d(in_channels, out_channels, 1, stride=stride, **conv)]
+            if batchnorm:
+                proj.append(BatchNorm2d(out_channels, **bn))
+            self.shortcut = Sequential(*proj)
+        self.relu2 = ReLU(impl)
+        self.impl = impl
+        self._add_cache = None
+
+    def _main_path(self) -> list[Module]:
+        return [m for name, m in self._modules.items() if name not in ("shortcut", "relu2")]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C_in, H, W) → (N, C_out, H', W')."""
+        h = x
+        for layer in self._main_path():
+            h = layer(h)
+        s = self.shortcut(x) if "shortcut" in self._modules else x
+        y, self._add_cache = K.add_forward(h, s, impl=self.impl)
+        return self.relu2(y)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Gradient through both paths; the input gradient is their sum."""
+        dy = self.relu2.backward(dout)
+        dh, ds = K.add_backward(dy, self._add_cache)
+        for layer in reversed(self._main_path()):
+            dh = layer.backward(dh)
+        if "shortcut" in self._modules:
+            ds = self.shortcut.backward(ds)
+        return dh + ds
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape after conv1 (the only strided layer of the main path)."""
+        shape = tuple(input_shape)
+        for layer in self._main_path():
+            shape = layer.output_shape(shape)
+        return shape

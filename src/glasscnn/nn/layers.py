@@ -1,0 +1,466 @@
+"""Layers: each holds its parameters and the cache of its last forward; the math is in kernels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from glasscnn import kernels as K
+from glasscnn.kernels._common import check_ndim, conv_output_size, pair
+from glasscnn.nn.init import default_rng, kaiming_uniform
+from glasscnn.nn.module import Module, Parameter
+
+
+def _check_shape_ndim(name: str, input_shape: tuple[int, ...], ndims: tuple[int, ...]) -> None:
+    if len(input_shape) not in ndims or any(int(d) <= 0 for d in input_shape):
+        raise ValueError(
+            f"{name}: expected a shape of {' or '.join(map(str, ndims))} positive dimensions, "
+            f"got {tuple(input_shape)}"
+        )
+
+
+def _window_output_shape(
+    name: str, input_shape: tuple[int, ...], kernel: tuple[int, int], stride: tuple[int, int],
+    padding: tuple[int, int], dilation: tuple[int, int], channels: int | None = None,
+) -> tuple[int, int, int, int]:
+    _check_shape_ndim(name, input_shape, (4,))
+    n, c, h, w = input_shape
+    ho = conv_output_size(h, kernel[0], stride[0], padding[0], dilation[0])
+    wo = conv_output_size(w, kernel[1], stride[1], padding[1], dilation[1])
+    if ho <= 0 or wo <= 0:
+        raise ValueError(
+            f"{name}: input {h}x{w} is too small for kernel {kernel} with padding {padding} "
+            f"and dilation {dilation} (output would be {ho}x{wo})"
+        )
+    return (n, c if channels is None else channels, ho, wo)
+
+
+class Conv2d(Module):
+    """2-D convolution over NCHW input with OIHW weights.
+
+    Args:
+        in_channels, out_channels: C_in and C_out.
+        kernel_size, stride, padding, dilation: int or (h, w) pair.
+        bias: whether to learn a bias of shape (C_out,).
+        impl: ``"fast"`` or ``"naive"`` kernels.
+        dtype: parameter dtype (float32 by default).
+        rng: generator for the initial weights (default: ``glasscnn.nn.init.default_rng()``).
+
+    Shapes: input (N, C_in, H, W) → output (N, C_out, H_out, W_out) with
+    H_out = floor((H + 2P − D(K−1) − 1) / S) + 1, likewise W_out.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1, bias: bool = True, impl: str = "fast",
+        dtype: Any = np.float32, rng: np.random.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(
+                f"Conv2d: channels must be > 0, got in_channels={in_channels}, "
+                f"out_channels={out_channels}"
+            )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride = pair(stride, "stride", "Conv2d")
+        self.padding = pair(padding, "padding", "Conv2d")
+        self.dilation = pair(dilation, "dilation", "Conv2d")
+        self.impl = impl
+        rng = rng or default_rng()
+        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        self.weight = Parameter(
+            kaiming_uniform((out_channels, in_channels, *self.kernel_size), fan_in, rng, dtype)
+        )
+        self.bias = (
+            Parameter(kaiming_uniform((out_channels,), fan_in, rng, dtype)) if bias else None
+        )
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C_in, H, W) → (N, C_out, H_out, W_out)."""
+        out, self._cache = K.conv2d_forward(
+            x, self.weight.data, None if self.bias is None else self.bias.data,
+            stride=self.stride, padding=self.padding, dilation=self.dilation, impl=self.impl,
+        )
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Accumulate dW (and db); return dx of shape (N, C_in, H, W)."""
+        dx, dw, db = K.conv2d_backward(dout, self._cache)
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(N, C_in, H, W) → (N, C_out, H_out, W_out)."""
+        _check_shape_ndim("Conv2d", input_shape, (4,))
+        if input_shape[1] != self.in_channels:
+            raise ValueError(
+                f"Conv2d: expected {self.in_channels} input channels, got shape "
+                f"{tuple(input_shape)}"
+            )
+        return _window_output_shape(
+            "Conv2d", input_shape, self.kernel_size, self.stride, self.padding, self.dilation,
+            self.out_channels,
+        )
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class Linear(Module):
+    """Fully connected layer ``y = x W^T + b`` with W of shape (out_features, in_features).
+
+    Shapes: input (N, in_features) → output (N, out_features).
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, impl: str = "fast",
+        dtype: Any = np.float32, rng: np.random.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if in_features <= 0 or out_features <= 0:
+            raise ValueError(
+                f"Linear: features must be > 0, got in_features={in_features}, "
+                f"out_features={out_features}"
+            )
+        self.in_features, self.out_features = in_features, out_features
+        self.impl = impl
+        rng = rng or default_rng()
+        self.weight = Parameter(
+            kaiming_uniform((out_features, in_features), in_features, rng, dtype)
+        )
+        self.bias = (
+            Parameter(kaiming_uniform((out_features,), in_features, rng, dtype)) if bias else None
+        )
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, in_features) → (N, out_features)."""
+        out, self._cache = K.linear_forward(
+            x, self.weight.data, None if self.bias is None else self.bias.data, impl=self.impl
+        )
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Accumulate dW (and db); return dx of shape (N, in_features)."""
+        dx, dw, db = K.linear_backward(dout, self._cache)
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(N, in_features) → (N, out_features)."""
+        _check_shape_ndim("Linear", input_shape, (2,))
+        if input_shape[1] != self.in_features:
+            raise ValueError(
+                f"Linear: expected {self.in_features} input features, got shape "
+                f"{tuple(input_shape)}"
+            )
+        return (input_shape[0], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class MaxPool2d(Module):
+    """Max pooling; padded cells never win.
+
+    Shapes: (N, C, H, W) → (N, C, H_out, W_out), H_out = floor((H + 2P − K) / S) + 1.
+    """
+
+    def __init__(
+        self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0, impl: str = "fast",
+    ) -> None:
+        super().__init__()
+        self.kernel_size = pair(kernel_size, "kernel_size", "MaxPool2d")
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", "MaxPool2d")
+        self.padding = pair(padding, "padding", "MaxPool2d")
+        self.impl = impl
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) → (N, C, H_out, W_out)."""
+        out, self._cache = K.max_pool2d_forward(
+            x, self.kernel_size, stride=self.stride, padding=self.padding, impl=self.impl
+        )
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Route each output gradient to its window's argmax."""
+        return K.max_pool2d_backward(dout, self._cache)[0]
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(N, C, H, W) → (N, C, H_out, W_out)."""
+        return _window_output_shape(
+            "MaxPool2d", input_shape, self.kernel_size, self.stride, self.padding, (1, 1)
+        )
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool2d(Module):
+    """Average pooling (``count_include_pad=True`` as PyTorch's default).
+
+    Shapes: (N, C, H, W) → (N, C, H_out, W_out), H_out = floor((H + 2P − K) / S) + 1.
+    """
+
+    def __init__(
+        self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0, count_include_pad: bool = True, impl: str = "fast",
+    ) -> None:
+        super().__init__()
+        self.kernel_size = pair(kernel_size, "kernel_size", "AvgPool2d")
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", "AvgPool2d")
+        self.padding = pair(padding, "padding", "AvgPool2d")
+        self.count_include_pad = count_include_pad
+        self.impl = impl
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) → (N, C, H_out, W_out)."""
+        out, self._cache = K.avg_pool2d_forward(
+            x, self.kernel_size, stride=self.stride, padding=self.padding,
+            count_include_pad=self.count_include_pad, impl=self.impl,
+        )
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Spread each output gradient evenly over its window."""
+        return K.avg_pool2d_backward(dout, self._cache)[0]
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(N, C, H, W) → (N, C, H_out, W_out)."""
+        return _window_output_shape(
+            "AvgPool2d", input_shape, self.kernel_size, self.stride, self.padding, (1, 1)
+        )
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average pooling to a fixed output size with PyTorch's bins.
+
+    Bin i along an axis of length H spans [floor(i·H/out), ceil((i+1)·H/out)).
+    Shapes: (N, C, H, W) → (N, C, out_h, out_w).
+    """
+
+    def __init__(self, output_size: int | tuple[int, int], impl: str = "fast") -> None:
+        super().__init__()
+        self.output_size = pair(output_size, "output_size", "AdaptiveAvgPool2d")
+        if min(self.output_size) <= 0:
+            raise ValueError(f"AdaptiveAvgPool2d: output_size must be > 0, got {output_size}")
+        self.impl = impl
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) → (N, C, out_h, out_w)."""
+        out, self._cache = K.adaptive_avg_pool2d_forward(x, self.output_size, impl=self.impl)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Spread each output gradient evenly over its bin."""
+        return K.adaptive_avg_pool2d_backward(dout, self._cache)[0]
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(N, C, H, W) → (N, C, out_h, out_w)."""
+        _check_shape_ndim("AdaptiveAvgPool2d", input_shape, (4,))
+        return (input_shape[0], input_shape[1], *self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class _Elementwise(Module):
+    """A parameter-free layer applied element by element; output shape = input shape."""
+
+    def __init__(self, impl: str = "fast") -> None:
+        super().__init__()
+        self.impl = impl
+        self._cache = None
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input shape, unchanged."""
+        _check_shape_ndim(type(self).__name__, input_shape, (1, 2, 3, 4, 5))
+        return tuple(input_shape)
+
+
+class ReLU(_Elementwise):
+    """max(x, 0), any shape."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Any shape → same shape."""
+        out, self._cache = K.relu_forward(x, impl=self.impl)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dout where x > 0, else 0."""
+        return K.relu_backward(dout, self._cache)[0]
+
+
+class Sigmoid(_Elementwise):
+    """1 / (1 + exp(−x)), numerically stable, any shape."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Any shape → same shape."""
+        out, self._cache = K.sigmoid_forward(x, impl=self.impl)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dout · σ(x) · (1 − σ(x))."""
+        return K.sigmoid_backward(dout, self._cache)[0]
+
+
+class Dropout(_Elementwise):
+    """Inverted dropout: zero each value with probability p, scale the rest by 1/(1 − p).
+
+    Identity in evaluation mode. ``rng`` (or ``seed``) makes the masks reproducible.
+    """
+
+    def __init__(
+        self, p: float = 0.5, impl: str = "fast", rng: np.random.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(impl)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Any shape → same shape."""
+        out, self._cache = K.dropout_forward(
+            x, p=self.p, training=self.training, rng=self.rng, impl=self.impl
+        )
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dout through the same mask and scale."""
+        return K.dropout_backward(dout, self._cache)[0]
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Flatten(Module):
+    """Flatten every axis from ``start_dim`` on: (N, C, H, W) → (N, C·H·W)."""
+
+    def __init__(self, start_dim: int = 1, impl: str = "fast") -> None:
+        super().__init__()
+        self.start_dim = start_dim
+        self.impl = impl
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) → (N, C·H·W)."""
+        out, self._cache = K.flatten_forward(x, start_dim=self.start_dim, impl=self.impl)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Reshape the gradient back to the input's shape."""
+        return K.flatten_backward(dout, self._cache)[0]
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(N, C, H, W) → (N, C·H·W)."""
+        _check_shape_ndim("Flatten", input_shape, (2, 3, 4, 5))
+        return (*input_shape[: self.start_dim], int(np.prod(input_shape[self.start_dim :])))
+
+
+class _BatchNorm(Module):
+    """Shared body of BatchNorm1d and BatchNorm2d; subclasses fix the accepted ndim."""
+
+    _ndims: tuple[int, ...] = ()
+    _layout = ""
+
+    def __init__(
+        self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+        impl: str = "fast", dtype: Any = np.float32,
+    ) -> None:
+        super().__init__()
+        if num_features <= 0:
+            raise ValueError(
+                f"{type(self).__name__}: num_features must be > 0, got {num_features}"
+            )
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine = affine
+        self.impl = impl
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype=dtype))
+            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+        else:
+            self.weight = self.bias = None
+        self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
+        self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+        self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Normalise per channel; batch statistics in training, running ones in evaluation."""
+        name = type(self).__name__
+        check_ndim(x, self._ndims, name, self._layout)
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{name}: expected {self.num_features} channels, got shape {x.shape}"
+            )
+        out, self._cache = K.batch_norm_forward(
+            x, self.running_mean, self.running_var,
+            None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data,
+            training=self.training, momentum=self.momentum, eps=self.eps, impl=self.impl,
+        )
+        if self.training:
+            self.num_batches_tracked += 1
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Accumulate dγ, dβ; return dx."""
+        dx, dw, db = K.batch_norm_backward(dout, self._cache)
+        if self.weight is not None:
+            self.weight.accumulate(dw)
+            self.bias.accumulate(db)
+        return dx
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input shape, unchanged."""
+        _check_shape_ndim(type(self).__name__, input_shape, self._ndims)
+        if input_shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}: expected {self.num_features} channels, got shape "
+                f"{tuple(input_shape)}"
+            )
+        return tuple(input_shape)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C): per-feature statistics over the batch."""
+
+    _ndims = (2,)
+    _layout = "(N, C)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W): per-channel statistics over N, H and W."""
+
+    _ndims = (4,)
+    _layout = "(N, C, H, W)"
