@@ -1,0 +1,300 @@
+"""Modules: PyTorch parity (forward, input and parameter gradients), state_dicts, errors."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+from torch_twins import copy_weights, to_torch
+
+import glasscnn.nn as nn
+from glasscnn.gradcheck import check_module
+
+IMPLS = ["naive", "fast"]
+
+
+def _layer_cases():
+    """(name, builder(impl, dtype), input shape); tiny so the naive kernels stay quick."""
+    return [
+        ("conv", lambda i, d: nn.Conv2d(3, 4, 3, stride=2, padding=1, impl=i, dtype=d), (2, 3, 7, 6)),
+        ("conv_nobias_dil", lambda i, d: nn.Conv2d(2, 3, (3, 2), dilation=(2, 1), bias=False,
+                                                   impl=i, dtype=d), (1, 2, 8, 5)),
+        ("linear", lambda i, d: nn.Linear(5, 3, impl=i, dtype=d), (4, 5)),
+        ("maxpool", lambda i, d: nn.MaxPool2d(3, 2, padding=1, impl=i), (2, 2, 7, 5)),
+        ("avgpool", lambda i, d: nn.AvgPool2d(2, 1, impl=i), (1, 3, 5, 4)),
+        ("adaptive", lambda i, d: nn.AdaptiveAvgPool2d((3, 2), impl=i), (2, 2, 7, 5)),
+        ("relu", lambda i, d: nn.ReLU(i), (2, 3, 4)),
+        ("sigmoid", lambda i, d: nn.Sigmoid(i), (3, 5)),
+        ("flatten", lambda i, d: nn.Flatten(impl=i), (2, 3, 2, 2)),
+        ("bn2d", lambda i, d: nn.BatchNorm2d(3, impl=i, dtype=d), (4, 3, 3, 2)),
+        ("bn1d", lambda i, d: nn.BatchNorm1d(5, impl=i, dtype=d), (6, 5)),
+        ("residual", lambda i, d: nn.ResidualBlock(2, 3, stride=2, impl=i, dtype=d), (2, 2, 5, 5)),
+        ("residual_id", lambda i, d: nn.ResidualBlock(3, 3, batchnorm=False, impl=i, dtype=d),
+         (1, 3, 4, 4)),
+    ]
+
+
+CASES = _layer_cases()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("training", [True, False])
+def test_layer_matches_torch(case, impl, dtype, training, torch, rng):
+    _, build, shape = case
+    layer = build(impl, dtype)
+    layer.train(training)
+    twin = to_torch(layer, torch).to(torch.float64 if dtype == np.float64 else torch.float32)
+    copy_weights(layer, twin, torch)
+    twin.train(training)
+    x = rng.standard_normal(shape).astype(dtype)
+    out = layer(x)
+    assert out.dtype == dtype
+    assert out.shape == layer.output_shape(x.shape)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out_t = twin(xt)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    out_t.backward(torch.from_numpy(dout))
+    dx = layer.backward(dout)
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-12}
+    np.testing.assert_allclose(out, out_t.detach().numpy(), **tol)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **tol)
+    torch_params = dict(twin.named_parameters())
+    for name, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad, torch_params[name].grad.numpy(), **tol,
+                                   err_msg=name)
+    for key, value in twin.state_dict().items():
+        np.testing.assert_allclose(layer.state_dict()[key], value.numpy(), **tol, err_msg=key)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_composed_network_finite_differences(impl, rng):
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, impl=impl, dtype=np.float64),
+        nn.BatchNorm2d(3, impl=impl, dtype=np.float64),
+        nn.ReLU(impl),
+        nn.MaxPool2d(2, impl=impl),
+        nn.Flatten(impl=impl),
+        nn.Linear(3 * 2 * 3, 4, impl=impl, dtype=np.float64),
+        nn.Sigmoid(impl),
+    )
+    x = rng.standard_normal((2, 2, 5, 6))
+    errors = check_module(net, x)
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_residual_block_finite_differences(impl, rng):
+    block = nn.ResidualBlock(2, 3, stride=2, impl=impl, dtype=np.float64)
+    errors = check_module(block, rng.standard_normal((2, 2, 4, 5)))
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_nested_sequential_keys_match_torch(torch):
+    net = nn.Sequential(OrderedDict(
+        features=nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4)),
+        flatten=nn.Flatten(),
+        classifier=nn.Sequential(nn.Dropout(0.5), nn.Linear(4 * 6 * 6, 2)),
+    ))
+    twin = to_torch(net, torch)
+    assert list(net.state_dict()) == list(twin.state_dict())
+    assert "features.0.weight" in net.state_dict()
+    assert "features.2.num_batches_tracked" in net.state_dict()
+
+
+def test_state_dict_round_trip_through_torch(torch, rng):
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 2))
+    twin = to_torch(net, torch)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.copy_(torch.randn(p.shape))
+    twin.train()
+    twin(torch.randn(5, 3, 6, 6))
+    net.load_state_dict({k: v.numpy() for k, v in twin.state_dict().items()})
+    assert net.state_dict()["1.num_batches_tracked"] == 1
+    back = to_torch(net, torch)
+    copy_weights(net, back, torch)
+    for key, value in twin.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[key].numpy(), value.numpy())
+
+
+def test_load_state_dict_casts_to_module_dtype():
+    layer = nn.Linear(3, 2)
+    layer.load_state_dict({"weight": np.ones((2, 3), np.float64), "bias": np.zeros(2, np.int64)})
+    assert layer.weight.data.dtype == np.float32
+    assert layer.bias.data.dtype == np.float32
+    np.testing.assert_array_equal(layer.weight.data, 1)
+
+
+def test_load_state_dict_missing_and_extra_keys_listed():
+    layer = nn.Linear(3, 2)
+    with pytest.raises(KeyError, match=r"missing keys \['bias'\].*unexpected keys \['extra'\]"):
+        layer.load_state_dict({"weight": np.ones((2, 3)), "extra": np.ones(1)})
+    missing = layer.load_state_dict({"weight": np.ones((2, 3))}, strict=False)
+    assert missing == ["bias"]
+
+
+def test_load_state_dict_wrong_shape_names_key_and_shapes():
+    layer = nn.Conv2d(3, 4, 3)
+    sd = layer.state_dict()
+    sd["weight"] = np.zeros((4, 3, 5, 5))
+    with pytest.raises(ValueError, match=r"weight: expected \(4, 3, 3, 3\), got \(4, 3, 5, 5\)"):
+        layer.load_state_dict(sd)
+
+
+def test_parameters_and_zero_grad(rng):
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert [n for n, _ in net.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    net(rng.standard_normal((2, 3)).astype(np.float32))
+    net.backward(rng.standard_normal((2, 2)).astype(np.float32))
+    assert any(np.any(p.grad != 0) for p in net.parameters())
+    net.zero_grad()
+    assert all(np.all(p.grad == 0) for p in net.parameters())
+
+
+def test_gradients_accumulate_over_backward_calls(rng):
+    layer = nn.Linear(3, 2)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    dout = rng.standard_normal((4, 2)).astype(np.float32)
+    layer(x)
+    layer.backward(dout)
+    once = layer.weight.grad.copy()
+    layer(x)
+    layer.backward(dout)
+    np.testing.assert_allclose(layer.weight.grad, 2 * once, rtol=1e-6)
+
+
+def test_train_eval_propagates():
+    net = nn.Sequential(nn.Sequential(nn.Dropout()), nn.BatchNorm1d(2))
+    net.eval()
+    assert all(not m.training for _, m in net.named_modules())
+    net.train()
+    assert all(m.training for _, m in net.named_modules())
+
+
+def test_batchnorm_eval_does_not_depend_on_batch(rng):
+    bn = nn.BatchNorm2d(3)
+    for _ in range(3):
+        bn(rng.standard_normal((8, 3, 4, 4)).astype(np.float32))
+    bn.eval()
+    x = rng.standard_normal((6, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(bn(x)[:1], bn(x[:1]))
+    assert bn.num_batches_tracked == 3
+
+
+def test_dropout_seeded_and_identity_in_eval(rng):
+    x = rng.standard_normal((50, 20)).astype(np.float32)
+    a, b = nn.Dropout(0.5, seed=7), nn.Dropout(0.5, seed=7)
+    np.testing.assert_array_equal(a(x), b(x))
+    a.eval()
+    np.testing.assert_array_equal(a(x), x)
+
+
+def test_cross_entropy_loss_matches_torch(torch, rng):
+    logits = rng.standard_normal((6, 4))
+    labels = rng.integers(0, 4, 6)
+    criterion = nn.CrossEntropyLoss()
+    loss = criterion(logits, labels)
+    lt = torch.from_numpy(logits).requires_grad_(True)
+    ref = torch.nn.functional.cross_entropy(lt, torch.from_numpy(labels))
+    ref.backward()
+    np.testing.assert_allclose(loss, ref.item(), rtol=1e-12)
+    np.testing.assert_allclose(criterion.backward(), lt.grad.numpy(), rtol=1e-10)
+
+
+def test_cross_entropy_backward_before_forward():
+    with pytest.raises(ValueError, match="CrossEntropyLoss"):
+        nn.CrossEntropyLoss().backward()
+
+
+def test_default_init_matches_pytorch_bounds():
+    nn.manual_seed(3)
+    conv = nn.Conv2d(16, 8, 3)
+    bound = 1 / np.sqrt(16 * 9)
+    assert np.abs(conv.weight.data).max() <= bound
+    assert np.abs(conv.weight.data).max() > 0.9 * bound
+    assert np.abs(conv.bias.data).max() <= bound
+
+
+def test_manual_seed_makes_init_reproducible():
+    nn.manual_seed(5)
+    a = nn.Linear(4, 3).weight.data.copy()
+    nn.manual_seed(5)
+    np.testing.assert_array_equal(a, nn.Linear(4, 3).weight.data)
+
+
+def test_repr_lists_layers():
+    text = repr(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)))
+    assert "(0): Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))" in text
+    assert "(1): ReLU()" in text
+    assert "(2): MaxPool2d(" in text
+
+
+def test_residual_block_projection_only_when_shapes_change():
+    assert "shortcut" in dict(nn.ResidualBlock(4, 8).named_children())
+    assert "shortcut" in dict(nn.ResidualBlock(4, 4, stride=2).named_children())
+    assert "shortcut" not in dict(nn.ResidualBlock(4, 4).named_children())
+
+
+def test_residual_block_weights_seed_facts_5():
+    block = nn.ResidualBlock(128, 256, stride=2, batchnorm=False)
+    weights = {n: p.data.size for n, p in block.named_parameters() if n.endswith("weight")}
+    assert weights == {"conv1.weight": 294_912, "conv2.weight": 589_824,
+                       "shortcut.0.weight": 32_768}
+    assert block.output_shape((1, 128, 16, 16)) == (1, 256, 8, 8)
+
+
+def test_conv_params_seed_facts_5():
+    conv = nn.Conv2d(3, 28, 3, padding=1)
+    assert conv.output_shape((1, 3, 15, 15)) == (1, 28, 15, 15)
+    assert sum(p.data.size for p in conv.parameters()) == 784
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape", "match"),
+    [
+        (nn.Conv2d(3, 4, 3), (2, 5, 8, 8), "Conv2d: expected 3 input channels"),
+        (nn.Conv2d(3, 4, 5), (1, 3, 4, 4), "Conv2d: input 4x4 is too small"),
+        (nn.Linear(5, 2), (2, 6), "Linear: expected 5 input features"),
+        (nn.MaxPool2d(2), (2, 3, 8), "MaxPool2d: expected a shape of 4"),
+        (nn.BatchNorm2d(3), (2, 4, 5, 5), "BatchNorm2d: expected 3 channels"),
+        (nn.Conv2d(3, 4, 3), (1, 3, 0, 8), "Conv2d: expected a shape of 4 positive"),
+    ],
+)
+def test_output_shape_errors(layer, shape, match):
+    with pytest.raises(ValueError, match=match):
+        layer.output_shape(shape)
+
+
+@pytest.mark.parametrize(
+    ("layer", "x", "match"),
+    [
+        (nn.Conv2d(3, 4, 3), np.zeros((2, 5, 8, 8), np.float32), "conv2d"),
+        (nn.Linear(5, 2), np.zeros((2, 6), np.float32), "linear"),
+        (nn.BatchNorm2d(3), np.zeros((2, 4, 5, 5), np.float32), "BatchNorm2d"),
+        (nn.BatchNorm1d(3), np.zeros((2, 3, 5, 5), np.float32), "BatchNorm1d"),
+        (nn.MaxPool2d(2), np.zeros((3, 8, 8), np.float32), "max_pool2d"),
+    ],
+)
+def test_forward_bad_input_names_layer(layer, x, match):
+    with pytest.raises(ValueError, match=match):
+        layer(x)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: nn.Conv2d(0, 4, 3), "Conv2d: channels must be > 0"),
+        (lambda: nn.Conv2d(3, 4, (3, 3, 3)), "Conv2d: kernel_size must be an int or a pair"),
+        (lambda: nn.Linear(3, -1), "Linear: features must be > 0"),
+        (lambda: nn.Dropout(1.5), r"Dropout: p must be in \[0, 1\], got 1.5"),
+        (lambda: nn.AdaptiveAvgPool2d(0), "AdaptiveAvgPool2d: output_size must be > 0"),
+        (lambda: nn.BatchNorm1d(0), "BatchNorm1d: num_features must be > 0"),
+        (lambda: nn.Sequential(nn.ReLU(), 3), "Sequential: child '1' is not a Module"),
+    ],
+)
+def test_constructor_errors(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
