@@ -1,0 +1,49 @@
+"""Weights in and out: ``.npz``, PyTorch ``.pth`` (read without torch) and safetensors.
+
+``load_state_dict(path)`` and ``save_state_dict(state_dict, path)`` choose the format by
+extension; ``load_into(model, path)`` fills a Module, with key remapping and a report of
+unmatched keys and shapes.
+"""
+
+from glasscnn.io.api import (
+    FORMATS,
+    CheckpointMismatchError,
+    format_of,
+    load_into,
+    load_state_dict,
+    save_state_dict,
+)
+from glasscnn.io.mapping import MatchReport, match_report, remap_keys
+from glasscnn.io.npz import load_npz, save_npz
+from glasscnn.io.safetensors import load_safetensors, safetensors_metadata, save_safetensors
+from glasscnn.io.torch_pickle import (
+    CheckpointError,
+    UnsafePickleError,
+    extract_state_dict,
+    load_torch,
+    read_torch_checkpoint,
+    save_torch,
+)
+
+__all__ = [
+    "FORMATS",
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "MatchReport",
+    "UnsafePickleError",
+    "extract_state_dict",
+    "format_of",
+    "load_into",
+    "load_npz",
+    "load_safetensors",
+    "load_state_dict",
+    "load_torch",
+    "match_report",
+    "read_torch_checkpoint",
+    "remap_keys",
+    "safetensors_metadata",
+    "save_npz",
+    "save_safetensors",
+    "save_state_dict",
+    "save_torch",
+]
