@@ -100,3 +100,41 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
         The output length (may be <= 0 when the window does not fit; callers check).
     """
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def as_float_array(x: Any, op: str) -> Any:
+    """Return ``x`` as an array of a floating dtype: float arrays unchanged, others as float32.
+
+    Args:
+        x: an array or array-like of real numbers (bool, integer or float).
+        op: the operator's name, for the error message.
+
+    Returns:
+        ``x`` itself when it is already a float array, else a float32 copy.
+    """
+    xp = get_xp(x)
+    x = xp.asarray(x)
+    if x.dtype.kind == "f":
+        return x
+    if x.dtype.kind in "biu":
+        return x.astype(np.float32)
+    raise ValueError(f"{op}: expected an array of real numbers, got dtype {x.dtype}")
+
+
+def check_dout(dout: Any, shape: tuple[int, ...], op: str) -> Any:
+    """Return ``dout`` as an array after checking that it has the forward output's shape.
+
+    Args:
+        dout: the upstream gradient.
+        shape: the shape of the forward output.
+        op: the backward operator's name, for the error message.
+
+    Returns:
+        ``dout`` as an array (no copy when it already is one).
+    """
+    dout = get_xp(dout).asarray(dout)
+    if dout.shape != tuple(shape):
+        raise ValueError(
+            f"{op}: dout must have the output's shape {tuple(shape)}, got shape {dout.shape}"
+        )
+    return dout

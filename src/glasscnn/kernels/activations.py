@@ -1,18 +1,116 @@
-"""STUB: being written."""
+"""Activation functions applied element by element: ReLU and the logistic sigmoid."""
 
-def relu_forward(*args, **kwargs):
-    raise NotImplementedError
+from __future__ import annotations
 
+import math
+from typing import Any
 
-def relu_backward(*args, **kwargs):
-    raise NotImplementedError
+import numpy as np
 
-
-def sigmoid_forward(*args, **kwargs):
-    raise NotImplementedError
+from glasscnn.kernels._common import as_float_array, check_dout, check_impl, get_xp
 
 
-def sigmoid_backward(*args, **kwargs):
-    raise NotImplementedError
+def relu_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:
+    """Rectified linear unit ``max(x, 0)``, any shape.
+
+    Args:
+        x: array of any shape (float32 or float64; other real dtypes become float32).
+        impl: ``"naive"`` (a loop over elements) or ``"fast"`` (one ufunc call).
+
+    Returns:
+        ``(out, cache)``: ``out`` has ``x``'s shape and dtype; the cache holds ``out``,
+        which must not be modified in place before the backward pass.
+    """
+    check_impl(impl, "relu")
+    x = as_float_array(x, "relu")
+    if impl == "naive":
+        out = np.empty_like(x)
+        for idx in np.ndindex(x.shape):
+            v = x[idx]
+            out[idx] = 0 if v <= 0 else v  # y = max(x, 0); NaN passes through
+    else:
+        xp = get_xp(x)
+        out = xp.maximum(x, 0, out=xp.empty_like(x))  # ufunc maximum into a fresh buffer
+    return out, {"impl": impl, "out": out}
 
 
+def relu_backward(dout: Any, cache: dict) -> tuple[Any]:
+    """Gradient of ReLU: ``dout`` where the input was positive, else 0.
+
+    Args:
+        dout: upstream gradient, shaped like the output.
+        cache: the cache from ``relu_forward``.
+
+    Returns:
+        ``(dx,)`` shaped and typed like the input.
+    """
+    out = cache["out"]
+    dout = check_dout(dout, out.shape, "relu_backward")
+    if cache["impl"] == "naive":
+        dx = np.empty_like(out)
+        for idx in np.ndindex(out.shape):
+            dx[idx] = dout[idx] if out[idx] > 0 else 0  # dx = dout · [x > 0]
+        return (dx,)
+    xp = get_xp(out)
+    return (xp.multiply(dout, out > 0, out=xp.empty_like(out)),)  # dout times the 0/1 mask
+
+
+def sigmoid_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, any shape, finite for any finite input.
+
+    Args:
+        x: array of any shape (float32 or float64; other real dtypes become float32).
+        impl: ``"naive"`` (a loop over elements, with the two-branch stable formula) or
+            ``"fast"`` (in-place ufuncs on one buffer).
+
+    Returns:
+        ``(out, cache)``: ``out`` in (0, 1) (0 and 1 after rounding for large ``|x|``),
+        ``x``'s shape and dtype; the cache holds ``out``, which must not be modified in
+        place before the backward pass.
+    """
+    check_impl(impl, "sigmoid")
+    x = as_float_array(x, "sigmoid")
+    if impl == "naive":
+        out = np.empty_like(x)
+        for idx in np.ndindex(x.shape):
+            v = float(x[idx])
+            if v >= 0:
+                out[idx] = 1.0 / (1.0 + math.exp(-v))  # σ(x) = 1 / (1 + e^{-x}) for x ≥ 0
+            else:
+                e = math.exp(v)
+                out[idx] = e / (1.0 + e)  # σ(x) = e^{x} / (1 + e^{x}) for x < 0
+    else:
+        xp = get_xp(x)
+        # 1 / (1 + e^{-x}) in place on one buffer; e^{-x} overflows to inf for x below about
+        # -88 (float32) or -709 (float64), where 1 / (1 + inf) = 0 is the exact limit.
+        with np.errstate(over="ignore"):
+            out = xp.negative(x)
+            xp.exp(out, out=out)
+            out += 1
+            xp.reciprocal(out, out=out)
+    return out, {"impl": impl, "out": out}
+
+
+def sigmoid_backward(dout: Any, cache: dict) -> tuple[Any]:
+    """Gradient of the sigmoid: ``dout · σ(x) · (1 - σ(x))``.
+
+    Args:
+        dout: upstream gradient, shaped like the output.
+        cache: the cache from ``sigmoid_forward``.
+
+    Returns:
+        ``(dx,)`` shaped and typed like the input.
+    """
+    out = cache["out"]
+    dout = check_dout(dout, out.shape, "sigmoid_backward")
+    if cache["impl"] == "naive":
+        dx = np.empty_like(out)
+        for idx in np.ndindex(out.shape):
+            s = out[idx]
+            dx[idx] = dout[idx] * s * (1 - s)  # dx = dout · σ · (1 − σ)
+        return (dx,)
+    xp = get_xp(out)
+    dx = xp.subtract(1, out)  # in-place products on one buffer
+    dx *= out
+    dx *= dout
+    return (dx,)

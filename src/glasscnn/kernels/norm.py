@@ -1,10 +1,256 @@
-"""STUB: being written."""
+"""Batch normalisation over the channel axis, with PyTorch's running statistics."""
 
-def batch_norm_forward(*args, **kwargs):
-    raise NotImplementedError
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any
+
+import numpy as np
+
+from glasscnn.kernels._common import as_float_array, check_dout, check_impl, check_ndim, get_xp
+
+_LAYOUT = "(N, C), (N, C, L) or (N, C, H, W)"
 
 
-def batch_norm_backward(*args, **kwargs):
-    raise NotImplementedError
+def _check_channel_vector(v: Any, name: str, channels: int, x_shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless ``v`` is an array of shape (C,)."""
+    shape = getattr(v, "shape", None)
+    if shape != (channels,):
+        got = f"shape {shape}" if shape is not None else f"{type(v).__name__}"
+        raise ValueError(
+            f"batch_norm: {name} must be an array of shape ({channels},) for input of shape "
+            f"{x_shape}, got {got}"
+        )
 
 
+def batch_norm_forward(
+    x: Any, running_mean: Any, running_var: Any, weight: Any | None = None,
+    bias: Any | None = None, training: bool = True, momentum: float = 0.1, eps: float = 1e-5,
+    impl: str = "fast",
+) -> tuple[Any, dict]:
+    """Batch normalisation per channel, as ``torch.nn.functional.batch_norm``.
+
+    Formula: ``y = γ · (x − μ) / √(σ² + ε) + β`` per channel. Training uses the batch's
+    mean μ and biased variance σ² over every axis but the channel axis (1) and updates the
+    running statistics in place: ``running = (1 − momentum) · running + momentum · stat``,
+    with the unbiased variance ``σ² · m / (m − 1)`` (m values per channel). Evaluation uses
+    the running statistics and changes nothing.
+
+    Args:
+        x: input of shape (N, C), (N, C, L) or (N, C, H, W).
+        running_mean: shape (C,), updated in place when training.
+        running_var: shape (C,), updated in place when training.
+        weight: γ of shape (C,), or ``None`` for γ = 1.
+        bias: β of shape (C,), or ``None`` for β = 0.
+        training: batch statistics (``True``) or running statistics (``False``).
+        momentum: weight of the new batch statistic in the running average, in [0, 1].
+        eps: added to the variance before the square root, >= 0.
+        impl: ``"naive"`` (loops over channels, then samples and positions) or ``"fast"``
+            (per-channel reductions with ``einsum`` on an (N, C, L) view, in-place updates).
+
+    Returns:
+        ``(out, cache)`` with ``out`` of ``x``'s shape and dtype.
+    """
+    check_impl(impl, "batch_norm")
+    x = as_float_array(x, "batch_norm")
+    check_ndim(x, (2, 3, 4), "batch_norm", _LAYOUT)
+    channels = x.shape[1]
+    _check_channel_vector(running_mean, "running_mean", channels, x.shape)
+    _check_channel_vector(running_var, "running_var", channels, x.shape)
+    if weight is not None:
+        weight = as_float_array(weight, "batch_norm")
+        _check_channel_vector(weight, "weight", channels, x.shape)
+    if bias is not None:
+        bias = as_float_array(bias, "batch_norm")
+        _check_channel_vector(bias, "bias", channels, x.shape)
+    if not isinstance(momentum, Real) or not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
+    if not isinstance(eps, Real) or not eps >= 0.0:
+        raise ValueError(f"batch_norm: eps must be >= 0, got {eps!r}")
+    n = x.shape[0]
+    m = x.size // channels if channels else 0
+    if training and m <= 1:
+        raise ValueError(
+            f"batch_norm: expected more than 1 value per channel when training, got input of "
+            f"shape {x.shape}"
+        )
+    x3 = x.reshape(n, channels, -1)  # (N, C, L): a view for a contiguous input
+    w = None if weight is None else weight.astype(x.dtype, copy=False)
+    b = None if bias is None else bias.astype(x.dtype, copy=False)
+    cache = {
+        "impl": impl, "training": training, "x_shape": x.shape, "w": w,
+        "weight_dtype": None if weight is None else weight.dtype,
+        "bias_dtype": None if bias is None else bias.dtype,
+    }
+    if impl == "naive":
+        out3, cache["xhat"], cache["inv_std"] = _forward_naive(
+            x3, running_mean, running_var, w, b, training, momentum, eps
+        )
+    elif training:
+        out3, cache["xhat"], cache["inv_std"] = _forward_train_fast(
+            x3, running_mean, running_var, w, b, momentum, eps
+        )
+    else:
+        out3, cache["x3"], cache["mean"], cache["inv_std"] = _forward_eval_fast(
+            x3, running_mean, running_var, w, b, eps
+        )
+    return out3.reshape(x.shape), cache
+
+
+def _forward_naive(x3, running_mean, running_var, w, b, training, momentum, eps):
+    """Loop nest over channels, then samples and positions, on an (N, C, L) array."""
+    n, channels, length = x3.shape
+    m = n * length
+    out3 = np.empty_like(x3)
+    xhat3 = np.empty_like(x3)
+    inv_stds = np.empty(channels, dtype=x3.dtype)
+    for c in range(channels):
+        if training:
+            total = 0.0
+            for i in range(n):
+                for j in range(length):
+                    total += float(x3[i, c, j])
+            mean = total / m  # μ = (1/m) Σ x
+            total = 0.0
+            for i in range(n):
+                for j in range(length):
+                    total += (float(x3[i, c, j]) - mean) ** 2
+            var = total / m  # σ² = (1/m) Σ (x − μ)², biased
+            # running ← (1 − momentum) · running + momentum · stat, unbiased variance
+            running_mean[c] = (1 - momentum) * float(running_mean[c]) + momentum * mean
+            running_var[c] = (1 - momentum) * float(running_var[c]) + momentum * var * m / (m - 1)
+        else:
+            mean, var = float(running_mean[c]), float(running_var[c])
+        inv_std = 1.0 / math.sqrt(var + eps)
+        inv_stds[c] = inv_std
+        gamma = 1.0 if w is None else float(w[c])
+        beta = 0.0 if b is None else float(b[c])
+        for i in range(n):
+            for j in range(length):
+                xhat = (float(x3[i, c, j]) - mean) * inv_std  # x̂ = (x − μ) / √(σ² + ε)
+                xhat3[i, c, j] = xhat
+                out3[i, c, j] = gamma * xhat + beta  # y = γ x̂ + β
+    return out3, xhat3, inv_stds
+
+
+def _forward_train_fast(x3, running_mean, running_var, w, b, momentum, eps):
+    """Batch statistics by ``einsum`` reductions over (N, L); x̂ normalised in place."""
+    xp = get_xp(x3)
+    m = x3.shape[0] * x3.shape[2]
+    mean = xp.einsum("ncl->c", x3) / m  # (C,)
+    xhat = x3 - mean[:, None]  # (N, C, L), the only full-size temporary
+    var = xp.einsum("ncl,ncl->c", xhat, xhat) / m  # biased, without squaring into a copy
+    inv_std = 1 / xp.sqrt(var + eps)  # (C,)
+    xhat *= inv_std[:, None]
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += (momentum * m / (m - 1)) * var
+    if w is not None:
+        out = xp.multiply(xhat, w[:, None])
+        if b is not None:
+            out += b[:, None]
+    elif b is not None:
+        out = xp.add(xhat, b[:, None])
+    else:
+        out = xhat
+    return out, xhat, inv_std
+
+
+def _forward_eval_fast(x3, running_mean, running_var, w, b, eps):
+    """Fixed per-channel affine map ``x · scale + shift`` folded from the running statistics."""
+    xp = get_xp(x3)
+    mean = running_mean.astype(x3.dtype)  # (C,), copied: the cache must not follow later updates
+    inv_std = 1 / xp.sqrt(running_var.astype(x3.dtype) + eps)
+    scale = inv_std if w is None else inv_std * w
+    shift = -mean * scale if b is None else b - mean * scale
+    out = xp.multiply(x3, scale[:, None])
+    out += shift[:, None]
+    return out, x3, mean, inv_std
+
+
+def batch_norm_backward(dout: Any, cache: dict) -> tuple[Any, Any | None, Any | None]:
+    """Gradients of batch normalisation in the mode the forward ran in.
+
+    Training (μ, σ² depend on x), per channel with m values:
+    ``dx = γ / √(σ² + ε) / m · (m · dout − Σ dout − x̂ · Σ dout · x̂)``.
+    Evaluation (fixed affine map): ``dx = γ / √(σ² + ε) · dout``.
+    Both: ``dγ = Σ dout · x̂``, ``dβ = Σ dout``, sums over every axis but the channel axis.
+
+    Args:
+        dout: upstream gradient, shaped like the output.
+        cache: the cache from ``batch_norm_forward``.
+
+    Returns:
+        ``(dx, dweight, dbias)``; ``dweight``/``dbias`` are ``None`` where the forward had
+        no weight/bias.
+    """
+    x_shape = cache["x_shape"]
+    dout = check_dout(dout, x_shape, "batch_norm_backward")
+    dout3 = dout.reshape(x_shape[0], x_shape[1], -1)  # (N, C, L)
+    if cache["impl"] == "naive":
+        dx3, dgamma, dbeta = _backward_naive(dout3, cache)
+    elif cache["training"]:
+        dx3, dgamma, dbeta = _backward_train_fast(dout3, cache)
+    else:
+        dx3, dgamma, dbeta = _backward_eval_fast(dout3, cache)
+    dw = None if cache["weight_dtype"] is None else dgamma.astype(cache["weight_dtype"], copy=False)
+    db = None if cache["bias_dtype"] is None else dbeta.astype(cache["bias_dtype"], copy=False)
+    return dx3.reshape(x_shape), dw, db
+
+
+def _backward_naive(dout3, cache):
+    """Loop nest over channels, then samples and positions."""
+    xhat3, inv_stds, w, training = cache["xhat"], cache["inv_std"], cache["w"], cache["training"]
+    n, channels, length = xhat3.shape
+    m = n * length
+    dx3 = np.empty_like(xhat3)
+    dgamma = np.empty(channels, dtype=xhat3.dtype)
+    dbeta = np.empty(channels, dtype=xhat3.dtype)
+    for c in range(channels):
+        sum_dout = 0.0
+        sum_dout_xhat = 0.0
+        for i in range(n):
+            for j in range(length):
+                sum_dout += float(dout3[i, c, j])  # dβ = Σ dout
+                sum_dout_xhat += float(dout3[i, c, j]) * float(xhat3[i, c, j])  # dγ = Σ dout x̂
+        dbeta[c], dgamma[c] = sum_dout, sum_dout_xhat
+        k = (1.0 if w is None else float(w[c])) * float(inv_stds[c])  # γ / √(σ² + ε)
+        for i in range(n):
+            for j in range(length):
+                g = float(dout3[i, c, j])
+                xhat = float(xhat3[i, c, j])
+                if training:
+                    # dx = γ/√(σ²+ε) · (dout − Σdout/m − x̂ · Σ(dout x̂)/m)
+                    dx3[i, c, j] = k * (g - sum_dout / m - xhat * sum_dout_xhat / m)
+                else:
+                    dx3[i, c, j] = k * g  # dx = γ/√(σ²+ε) · dout
+    return dx3, dgamma, dbeta
+
+
+def _backward_train_fast(dout3, cache):
+    """Two ``einsum`` reductions, then the input gradient in place in one buffer."""
+    xp = get_xp(dout3)
+    xhat, inv_std, w = cache["xhat"], cache["inv_std"], cache["w"]
+    m = xhat.shape[0] * xhat.shape[2]
+    dbeta = xp.einsum("ncl->c", dout3)  # (C,)
+    dgamma = xp.einsum("ncl,ncl->c", dout3, xhat)  # (C,)
+    dx = xp.multiply(xhat, (dgamma / m).astype(xhat.dtype, copy=False)[:, None])
+    xp.subtract(dout3, dx, out=dx)
+    dx -= (dbeta / m)[:, None]
+    dx *= (inv_std if w is None else inv_std * w)[:, None]
+    return dx, dgamma, dbeta
+
+
+def _backward_eval_fast(dout3, cache):
+    """Per-channel scaling of dout; x̂ rebuilt once for dγ."""
+    xp = get_xp(dout3)
+    x3, mean, inv_std, w = cache["x3"], cache["mean"], cache["inv_std"], cache["w"]
+    scale = inv_std if w is None else inv_std * w
+    dx = xp.multiply(dout3, scale[:, None], dtype=x3.dtype)
+    dbeta = xp.einsum("ncl->c", dout3)
+    dgamma = None
+    if w is not None:
+        dgamma = xp.einsum("ncl,ncl->c", dout3, x3 - mean[:, None]) * inv_std
+    return dx, dgamma, dbeta
