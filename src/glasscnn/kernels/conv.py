@@ -1,10 +1,343 @@
-"""STUB: being written."""
+"""2-D convolution (cross-correlation, as PyTorch's ``conv2d``): a loop nest and im2col + GEMM.
 
-def conv2d_forward(*args, **kwargs):
-    raise NotImplementedError
+Output size per spatial axis: ``floor((I + 2P - D*(K-1) - 1) / S) + 1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from glasscnn.kernels._common import (
+    check_impl,
+    check_ndim,
+    check_non_negative,
+    check_positive,
+    conv_output_size,
+    get_xp,
+    pair,
+)
+
+OP = "conv2d"
+CHUNK_BYTES = 8 * 2**20  # bound on one chunk's im2col buffer
 
 
-def conv2d_backward(*args, **kwargs):
-    raise NotImplementedError
+def conv2d_forward(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    impl: str = "fast",
+) -> tuple[Any, dict[str, Any]]:
+    """2-D convolution of a batch of images with a bank of filters, plus an optional bias.
+
+    ``out[n, co, i, j] = b[co] + sum_{ci,p,q} w[co, ci, p, q] * x_pad[n, ci, i*S + p*D, j*S + q*D]``
+
+    Args:
+        x: input, shape (N, C_in, H, W), float32 or float64.
+        weight: filters, shape (C_out, C_in, kH, kW), same dtype as ``x``.
+        bias: ``None`` or shape (C_out,).
+        stride: S, an int or an (h, w) pair, > 0.
+        padding: P, zeros added on each side, an int or an (h, w) pair, >= 0.
+        dilation: D, spacing between kernel taps, an int or an (h, w) pair, > 0.
+        impl: ``"fast"`` (im2col + GEMM) or ``"naive"`` (loop nest).
+
+    Returns:
+        ``(out, cache)``: out of shape (N, C_out, H_out, W_out) in ``x``'s dtype, with
+        ``H_out = floor((H + 2P - D*(kH-1) - 1) / S) + 1`` and likewise ``W_out``;
+        cache for :func:`conv2d_backward` (it holds ``x``, not the im2col matrix).
+    """
+    stride, padding, dilation = _check_args(x, weight, bias, stride, padding, dilation, impl)
+    out_hw = tuple(
+        conv_output_size(x.shape[2 + a], weight.shape[2 + a], stride[a], padding[a], dilation[a])
+        for a in (0, 1)
+    )
+    weight = weight.astype(x.dtype, copy=False)
+    bias = None if bias is None else bias.astype(x.dtype, copy=False)
+    forward = _forward_naive if impl == "naive" else _forward_fast
+    out = forward(x, weight, bias, stride, padding, dilation, out_hw)
+    cache = {
+        "impl": impl, "x": x, "weight": weight, "has_bias": bias is not None,
+        "stride": stride, "padding": padding, "dilation": dilation,
+    }
+    return out, cache
 
 
+def conv2d_backward(dout: Any, cache: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Gradients of a 2-D convolution with respect to its input, weight and bias.
+
+    Args:
+        dout: upstream gradient, shape (N, C_out, H_out, W_out).
+        cache: the cache returned by :func:`conv2d_forward`; the same impl is used.
+
+    Returns:
+        ``(dx, dweight, dbias)`` shaped like ``x`` (N, C_in, H, W), ``weight``
+        (C_out, C_in, kH, kW) and ``bias`` (C_out,); ``dbias`` is ``None`` without a bias.
+    """
+    x, weight = cache["x"], cache["weight"]
+    expected = (x.shape[0], weight.shape[0], *_out_hw(x, weight, cache))
+    if getattr(dout, "shape", None) != expected:
+        raise ValueError(
+            f"{OP}: dout must have shape {expected}, got {getattr(dout, 'shape', type(dout))}"
+        )
+    dout = dout.astype(x.dtype, copy=False)
+    weight = weight.astype(x.dtype, copy=False)
+    backward = _backward_naive if cache["impl"] == "naive" else _backward_fast
+    dx, dw = backward(dout, x, weight, cache["stride"], cache["padding"], cache["dilation"])
+    db = dout.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
+    return dx, dw, db
+
+
+def _check_args(x, weight, bias, stride, padding, dilation, impl):
+    """Validate the forward arguments; return stride, padding, dilation as pairs."""
+    check_impl(impl, OP)
+    check_ndim(x, 4, OP, "(N, C_in, H, W)")
+    if getattr(weight, "ndim", None) != 4:
+        raise ValueError(
+            f"{OP}: expected weight of shape (C_out, C_in, kH, kW), "
+            f"got shape {getattr(weight, 'shape', type(weight).__name__)}"
+        )
+    if min(weight.shape[2:]) <= 0:
+        raise ValueError(f"{OP}: kernel size must be > 0, got weight shape {tuple(weight.shape)}")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"{OP}: input has {x.shape[1]} channels but weight {tuple(weight.shape)} "
+            f"expects {weight.shape[1]}"
+        )
+    if bias is not None and getattr(bias, "shape", None) != (weight.shape[0],):
+        raise ValueError(
+            f"{OP}: bias must have shape ({weight.shape[0]},), "
+            f"got {getattr(bias, 'shape', type(bias).__name__)}"
+        )
+    stride, padding, dilation = (
+        pair(stride, "stride", OP), pair(padding, "padding", OP), pair(dilation, "dilation", OP)
+    )
+    check_positive(stride, "stride", OP)
+    check_non_negative(padding, "padding", OP)
+    check_positive(dilation, "dilation", OP)
+    for a in (0, 1):
+        span = dilation[a] * (weight.shape[2 + a] - 1) + 1
+        if span > x.shape[2 + a] + 2 * padding[a]:
+            raise ValueError(
+                f"{OP}: dilated kernel {tuple(weight.shape[2:])} with dilation {dilation} "
+                f"spans {span} > padded input size {x.shape[2 + a] + 2 * padding[a]} "
+                f"(input {tuple(x.shape[2:])}, padding {padding})"
+            )
+    return stride, padding, dilation
+
+
+def _out_hw(x, weight, cache):
+    """(H_out, W_out) for the arguments recorded in ``cache``."""
+    s, p, d = cache["stride"], cache["padding"], cache["dilation"]
+    return tuple(conv_output_size(x.shape[2 + a], weight.shape[2 + a], s[a], p[a], d[a])
+                 for a in (0, 1))
+
+
+def _forward_naive(x, weight, bias, stride, padding, dilation, out_hw):
+    """Loop nest over (n, c_out, i, j); the window sum is one ``np.sum``."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    kh, kw = weight.shape[2:]
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    b = np.zeros(weight.shape[0], x.dtype) if bias is None else bias
+    out = np.zeros((x.shape[0], weight.shape[0], *out_hw), dtype=x.dtype)
+    # out[n,co,i,j] = b[co] + sum_{ci,p,q} w[co,ci,p,q] * x_pad[n,ci,i*S+p*D,j*S+q*D]
+    for n in range(out.shape[0]):
+        for co in range(out.shape[1]):
+            for i in range(out.shape[2]):
+                for j in range(out.shape[3]):
+                    rows = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
+                    cols = slice(j * sw, j * sw + dw * (kw - 1) + 1, dw)
+                    out[n, co, i, j] = b[co] + np.sum(weight[co] * x_pad[n, :, rows, cols])
+    return out
+
+
+def _backward_naive(dout, x, weight, stride, padding, dilation):
+    """The forward loop nest, scattering each ``dout[n, co, i, j]`` into dx_pad and dw."""
+    (sh, sw), (ph, pw), (dh, dw_) = stride, padding, dilation
+    kh, kw = weight.shape[2:]
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dx_pad = np.zeros_like(x_pad)
+    dw = np.zeros_like(weight)
+    # window = x_pad[n, :, i*S : i*S + D*(kH-1)+1 : D, j*S : j*S + D*(kW-1)+1 : D]
+    # dx_pad[window] += dout[n,co,i,j] * w[co];  dw[co] += dout[n,co,i,j] * window
+    for n in range(dout.shape[0]):
+        for co in range(dout.shape[1]):
+            for i in range(dout.shape[2]):
+                for j in range(dout.shape[3]):
+                    rows = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
+                    cols = slice(j * sw, j * sw + dw_ * (kw - 1) + 1, dw_)
+                    dx_pad[n, :, rows, cols] += dout[n, co, i, j] * weight[co]
+                    dw[co] += dout[n, co, i, j] * x_pad[n, :, rows, cols]
+    return np.ascontiguousarray(dx_pad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]), dw
+
+
+def _chunks(n, bytes_per_image):
+    """Split range(n) into balanced slices whose im2col buffers stay under CHUNK_BYTES."""
+    per_chunk = max(1, CHUNK_BYTES // max(1, bytes_per_image))
+    count = max(1, -(-n // per_chunk))
+    size = max(1, -(-n // count))
+    return [slice(start, min(n, start + size)) for start in range(0, max(n, 1), size)]
+
+
+def _pad_nhwc(x_nhwc, pad_h, pad_w):
+    """Zero-padded contiguous copy (N, H + 2*pad_h, W + 2*pad_w, C) of an NHWC array or view."""
+    xp = get_xp(x_nhwc)
+    n, h, w, c = x_nhwc.shape
+    out = xp.zeros((n, h + 2 * pad_h, w + 2 * pad_w, c), dtype=x_nhwc.dtype)
+    xp.copyto(out[:, pad_h:pad_h + h, pad_w:pad_w + w], x_nhwc)
+    return out
+
+
+def _im2col(x_nhwc, kernel, stride, dilation, out_hw, buf):
+    """Copy every window of padded NHWC ``x_nhwc`` into ``buf``; return (N*H_out*W_out, K).
+
+    One ``copyto`` from an ``as_strided`` window view (N, H_out, W_out, kH, kW, C), so K is
+    ordered (kH, kW, C).
+    """
+    xp = get_xp(x_nhwc)
+    n, _, _, c = x_nhwc.shape
+    s_n, s_h, s_w, s_c = x_nhwc.strides
+    shape = (n, *out_hw, *kernel, c)
+    view = xp.lib.stride_tricks.as_strided(
+        x_nhwc, shape=shape,
+        strides=(s_n, stride[0] * s_h, stride[1] * s_w, dilation[0] * s_h, dilation[1] * s_w, s_c),
+    )
+    cols = buf[:n * out_hw[0] * out_hw[1] * kernel[0] * kernel[1] * c].reshape(shape)
+    xp.copyto(cols, view)
+    return cols.reshape(n * out_hw[0] * out_hw[1], kernel[0] * kernel[1] * c)
+
+
+def _im2col_k_major(x_pad, kernel, stride, dilation, out_hw, buf):
+    """Copy every window of padded NCHW ``x_pad`` into ``buf``; return (K, N*H_out*W_out).
+
+    One ``copyto`` from an ``as_strided`` window view (C, kH, kW, N, H_out, W_out), so K is
+    ordered (C, kH, kW) like a reshaped OIHW weight.
+    """
+    xp = get_xp(x_pad)
+    n, c, _, _ = x_pad.shape
+    s_n, s_c, s_h, s_w = x_pad.strides
+    shape = (c, *kernel, n, *out_hw)
+    view = xp.lib.stride_tricks.as_strided(
+        x_pad, shape=shape,
+        strides=(s_c, dilation[0] * s_h, dilation[1] * s_w, s_n, stride[0] * s_h, stride[1] * s_w),
+    )
+    cols = buf[:n * out_hw[0] * out_hw[1] * kernel[0] * kernel[1] * c].reshape(shape)
+    xp.copyto(cols, view)
+    return cols.reshape(c * kernel[0] * kernel[1], n * out_hw[0] * out_hw[1])
+
+
+def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw):
+    """im2col + one GEMM per batch chunk (bounded buffer), in the layout that copies least."""
+    xp = get_xp(x)
+    c_out, c_in, kh, kw = weight.shape
+    positions = out_hw[0] * out_hw[1]
+    k = kh * kw * c_in
+    chunks = _chunks(x.shape[0], positions * k * x.itemsize)
+    buf = xp.empty((chunks[0].stop - chunks[0].start) * positions * k, x.dtype)
+    out = xp.empty((x.shape[0], c_out, *out_hw), dtype=x.dtype)
+    # few output positions, big weight (small-batch inference): K-major, no weight copy
+    k_major = x.shape[0] * positions <= 2 * c_out
+    if k_major:
+        w_mat = weight.reshape(c_out, k)  # (C_out, K), K ordered (C_in, kH, kW)
+    else:
+        w_mat = weight.transpose(0, 2, 3, 1).reshape(c_out, k)  # K ordered (kH, kW, C_in)
+    for ch in chunks:
+        nb = ch.stop - ch.start
+        if k_major:
+            x_pad = xp.pad(x[ch], ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+            cols = _im2col_k_major(x_pad, (kh, kw), stride, dilation, out_hw, buf)  # (K, nb*P)
+            res = (w_mat @ cols).reshape(c_out, nb, positions).transpose(1, 0, 2)
+        else:
+            # channels-last im2col: one copy of a strided window view, then one GEMM
+            x_nhwc = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding)
+            cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, buf)  # (nb*P, K)
+            res = (cols @ w_mat.T).reshape(nb, positions, c_out).transpose(0, 2, 1)
+        dst = out[ch].reshape(nb, c_out, positions)
+        if bias is None:
+            xp.copyto(dst, res)
+        else:
+            xp.add(res, bias[:, None], out=dst)
+    return out
+
+
+def _backward_fast(dout, x, weight, stride, padding, dilation):
+    """dW: channels-last im2col + GEMM; dx: conv of dout with the flipped kernel, or col2im."""
+    xp = get_xp(dout)
+    n, c_in, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    out_hw = dout.shape[2:]
+    positions = out_hw[0] * out_hw[1]
+    k = kh * kw * c_in
+    # stride 1: convolving dout beats col2im unless its im2col is much the larger
+    transposed = stride == (1, 1) and h * w * c_out <= 2 * positions * c_in
+    per_image = max(positions * k, h * w * kh * kw * c_out if transposed else positions * k)
+    chunks = _chunks(n, per_image * x.itemsize)
+    buf = xp.empty((chunks[0].stop - chunks[0].start) * per_image, x.dtype)
+    dw_mat = xp.zeros((c_out, k), dtype=x.dtype)  # K ordered (kH, kW, C_in)
+    dx = xp.empty_like(x)
+    for ch in chunks:
+        nb = ch.stop - ch.start
+        x_nhwc = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding)
+        cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, buf)  # (nb*P, K)
+        d_t = xp.ascontiguousarray(dout[ch].reshape(nb, c_out, positions).transpose(1, 0, 2))
+        d_t = d_t.reshape(c_out, nb * positions)  # (C_out, nb*P)
+        dw_mat += d_t @ cols
+        if transposed:
+            dx_nhwc = _dx_transposed_conv(dout[ch], weight, padding, dilation, (h, w), buf)
+            xp.copyto(dx[ch], dx_nhwc.transpose(0, 3, 1, 2))
+        else:
+            dx_pad = _dx_col2im(d_t, weight, (nb, c_in, h, w), padding, stride, dilation, out_hw)
+            xp.copyto(dx[ch], dx_pad[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w])
+    dw = dw_mat.reshape(c_out, kh, kw, c_in).transpose(0, 3, 1, 2)
+    return dx, xp.ascontiguousarray(dw)
+
+
+def _dx_transposed_conv(dout, weight, padding, dilation, in_hw, buf):
+    """Stride-1 input gradient: dout, padded by D*(K-1) - P, convolved with the flipped kernel.
+
+    ``dx[n,ci,h,w] = sum_{co,p,q} w[co,ci,kH-1-p,kW-1-q] * dout_pad[n,co,h+p*D,w+q*D]``;
+    where ``P > D*(K-1)`` the border of dout (windows wholly in the padding) is cropped instead.
+    Returns dx channels-last, (N, H, W, C_in).
+    """
+    c_out, c_in, kh, kw = weight.shape
+    full = [dilation[a] * (weight.shape[2 + a] - 1) - padding[a] for a in (0, 1)]
+    crop = [max(0, -f) for f in full]
+    d_crop = dout[:, :, crop[0]:dout.shape[2] - crop[0], crop[1]:dout.shape[3] - crop[1]]
+    d_pad = _pad_nhwc(d_crop.transpose(0, 2, 3, 1), max(0, full[0]), max(0, full[1]))
+    cols = _im2col(d_pad, (kh, kw), (1, 1), dilation, in_hw, buf)  # (N*H*W, kH*kW*C_out)
+    w_flip = weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * c_out, c_in)
+    return (cols @ w_flip).reshape(dout.shape[0], *in_hw, c_in)
+
+
+def _dx_col2im(d_t, weight, x_shape, padding, stride, dilation, out_hw):
+    """Input gradient by col2im: one strided add per kernel offset (p, q) into padded dx.
+
+    Channels-last adds run over C_in; with few input channels (< 8) NCHW adds, which run
+    along output rows, are faster. ``d_t`` is dout as (C_out, N*H_out*W_out).
+    Returns the padded dx, (N, C_in, H + 2P, W + 2P), possibly a transposed view.
+    """
+    xp = get_xp(d_t)
+    c_out, c_in, kh, kw = weight.shape
+    nb, _, h, w = x_shape
+    (sh, sw), (dh, dw) = stride, dilation
+    oh, ow = out_hw
+    pad_hw = (h + 2 * padding[0], w + 2 * padding[1])
+    rows = [slice(p * dh, p * dh + sh * (oh - 1) + 1, sh) for p in range(kh)]
+    cols = [slice(q * dw, q * dw + sw * (ow - 1) + 1, sw) for q in range(kw)]
+    if c_in < 8:
+        dcols = (weight.reshape(c_out, -1).T @ d_t).reshape(c_in, kh, kw, nb, oh, ow)
+        dx_pad = xp.zeros((c_in, nb, *pad_hw), dtype=d_t.dtype)
+        for p in range(kh):
+            for q in range(kw):
+                dx_pad[:, :, rows[p], cols[q]] += dcols[:, p, q]
+        return dx_pad.transpose(1, 0, 2, 3)
+    w_mat = weight.transpose(0, 2, 3, 1).reshape(c_out, -1)  # (C_out, K), K ordered (kH, kW, C_in)
+    dcols = (d_t.T @ w_mat).reshape(nb, oh, ow, kh, kw, c_in)
+    dx_pad = xp.zeros((nb, *pad_hw, c_in), dtype=d_t.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            dx_pad[:, rows[p], cols[q]] += dcols[:, :, :, p, q]
+    return dx_pad.transpose(0, 3, 1, 2)

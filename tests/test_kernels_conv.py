@@ -1,0 +1,274 @@
+"""conv2d kernels: naive vs fast, finite differences, PyTorch parity, properties, dtypes, errors."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from glasscnn.gradcheck import numerical_gradient, rel_error
+from glasscnn.kernels import conv as conv_module
+from glasscnn.kernels import conv2d_backward, conv2d_forward
+
+IMPLS = ["naive", "fast"]
+
+# (x shape, weight shape, stride, padding, dilation, bias): strides 1-3, padding 0-3,
+# dilation 1-2, odd and non-square inputs and kernels, batch 1, kernel equal to the input,
+# and each fast path (channels-last / K-major forward; transposed-conv / col2im dx).
+CONFIGS = [
+    ((2, 3, 7, 7), (4, 3, 3, 3), 1, 0, 1, True),
+    ((2, 3, 7, 7), (4, 3, 3, 3), 1, 1, 1, False),  # dx as a transposed convolution
+    ((2, 1, 6, 6), (4, 1, 3, 3), 1, 0, 1, True),  # stride 1, many more outputs: col2im dx
+    ((1, 2, 9, 6), (3, 2, 3, 2), 2, 1, 1, True),  # batch 1, non-square, stride 2
+    ((2, 2, 8, 7), (3, 2, 2, 3), 3, 2, 1, True),  # stride 3, padding 2
+    ((2, 3, 7, 9), (2, 3, 3, 3), 1, 1, 2, True),  # dilation 2
+    ((2, 4, 5, 5), (2, 4, 3, 3), 1, 1, 2, False),  # dilation 2, transposed-conv dx
+    ((1, 2, 6, 5), (3, 2, 2, 2), 1, 3, 1, False),  # padding > kernel - 1: dout border cropped
+    ((2, 1, 7, 7), (2, 1, 3, 3), 3, 3, 2, True),  # stride 3, padding 3, dilation 2
+    ((2, 2, 5, 6), (3, 2, 5, 6), 1, 0, 1, True),  # kernel equal to the input
+    ((2, 3, 9, 8), (4, 3, 3, 2), (2, 1), (1, 0), (1, 2), True),  # per-axis pairs
+    ((1, 2, 4, 3), (16, 2, 3, 3), 1, 1, 1, True),  # many filters, few positions: K-major
+    ((1, 2, 5, 5), (3, 2, 1, 1), 2, 0, 1, False),  # 1x1 kernel, stride 2
+    ((2, 8, 6, 5), (3, 8, 3, 2), 2, 1, 1, True),  # 8 input channels: channels-last col2im
+    ((1, 8, 7, 9), (2, 8, 2, 3), (3, 2), (0, 2), 2, False),  # the same, dilated
+]
+IDS = [
+    f"x{'x'.join(map(str, xs))}-w{'x'.join(map(str, ws))}-s{s}-p{p}-d{d}-{'b' if b else 'nob'}"
+    for xs, ws, s, p, d, b in CONFIGS
+]
+
+
+def _inputs(rng, config, dtype=np.float64):
+    """Random x, weight, bias (or None) for a configuration."""
+    x_shape, w_shape, _, _, _, has_bias = config
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if has_bias else None
+    return x, w, b
+
+
+def _torch_conv(torch, x, w, b, stride, padding, dilation, dout):
+    """PyTorch's output and (dx, dw, db) for upstream gradient ``dout``, as NumPy arrays."""
+    xt, wt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w))
+    bt = None if b is None else torch.from_numpy(b.copy()).requires_grad_(True)
+    out = torch.nn.functional.conv2d(xt, wt, bt, stride, padding, dilation)
+    out.backward(torch.from_numpy(dout))
+    db = None if bt is None else bt.grad.numpy()
+    return out.detach().numpy(), (xt.grad.numpy(), wt.grad.numpy(), db)
+
+
+def _assert_grads_close(ours, ref, rtol, atol):
+    for got, want in zip(ours, ref, strict=True):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_naive_matches_fast(config, rng):
+    x, w, b = _inputs(rng, config)
+    _, _, stride, padding, dilation, _ = config
+    out_n, cache_n = conv2d_forward(x, w, b, stride, padding, dilation, impl="naive")
+    out_f, cache_f = conv2d_forward(x, w, b, stride, padding, dilation, impl="fast")
+    np.testing.assert_allclose(out_f, out_n, rtol=1e-10, atol=1e-10)
+    dout = rng.standard_normal(out_n.shape)
+    grads_n = conv2d_backward(dout, cache_n)
+    grads_f = conv2d_backward(dout, cache_f)
+    _assert_grads_close(grads_f, grads_n, rtol=1e-10, atol=1e-10)
+
+
+GRADCHECK_CONFIGS = [
+    ((2, 2, 5, 4), (3, 2, 3, 2), 1, 1, 1, True),
+    ((1, 2, 6, 5), (2, 2, 2, 3), 2, 2, 1, True),
+    ((2, 1, 6, 6), (2, 1, 2, 2), 1, 1, 2, True),
+    ((1, 2, 7, 5), (2, 2, 3, 2), 3, 0, 2, True),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("config", GRADCHECK_CONFIGS)
+def test_gradients_match_finite_differences(config, impl, rng):
+    x, w, b = _inputs(rng, config)
+    _, _, stride, padding, dilation, _ = config
+    out, cache = conv2d_forward(x, w, b, stride, padding, dilation, impl=impl)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = conv2d_backward(dout, cache)
+
+    def f():
+        return conv2d_forward(x, w, b, stride, padding, dilation, impl=impl)[0]
+
+    # conv is linear in each argument: a large step adds no truncation error, less rounding
+    assert rel_error(dx, numerical_gradient(f, x, dout, h=1e-3)) < 1e-8
+    assert rel_error(dw, numerical_gradient(f, w, dout, h=1e-3)) < 1e-8
+    assert rel_error(db, numerical_gradient(f, b, dout, h=1e-3)) < 1e-8
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_matches_torch(config, impl, dtype, torch, rng):
+    x, w, b = _inputs(rng, config, dtype)
+    _, _, stride, padding, dilation, _ = config
+    out, cache = conv2d_forward(x, w, b, stride, padding, dilation, impl=impl)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    out_t, grads_t = _torch_conv(torch, x, w, b, stride, padding, dilation, dout)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(out, out_t, rtol=tol, atol=tol)
+    _assert_grads_close(conv2d_backward(dout, cache), grads_t, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_seed_facts_3_conv_3_to_6(impl, torch, rng):
+    """seed-facts §3: conv 3→6, k 3, s 1, p 0, bias; float64 mean squared difference ~1e-15."""
+    x = rng.standard_normal((2, 3, 8, 8))
+    w = rng.standard_normal((6, 3, 3, 3))
+    b = rng.standard_normal(6)
+    out, cache = conv2d_forward(x, w, b, impl=impl)
+    assert out.shape == (2, 6, 6, 6)
+    dout = rng.standard_normal(out.shape)
+    out_t, grads_t = _torch_conv(torch, x, w, b, 1, 0, 1, dout)
+    assert np.mean((out - out_t) ** 2) < 1e-15
+    for got, want in zip(conv2d_backward(dout, cache), grads_t, strict=True):
+        assert np.mean((got - want) ** 2) < 1e-15
+
+
+@st.composite
+def conv_configs(draw):
+    """A random valid configuration: sizes, kernel, stride, padding, dilation, bias, impl."""
+    n, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    c_in = draw(st.sampled_from([1, 2, 3, 8]))
+    kernel, stride, padding, dilation, size = [], [], [], [], []
+    for _ in range(2):
+        k, d, p = draw(st.integers(1, 4)), draw(st.integers(1, 2)), draw(st.integers(0, 3))
+        smallest = max(1, d * (k - 1) + 1 - 2 * p)
+        size.append(draw(st.integers(smallest, smallest + 6)))
+        kernel.append(k)
+        stride.append(draw(st.integers(1, 3)))
+        padding.append(p)
+        dilation.append(d)
+    return {
+        "x_shape": (n, c_in, *size), "w_shape": (c_out, c_in, *kernel),
+        "stride": tuple(stride), "padding": tuple(padding), "dilation": tuple(dilation),
+        "bias": draw(st.booleans()), "impl": draw(st.sampled_from(IMPLS)),
+        "seed": draw(st.integers(0, 2**16)),
+    }
+
+
+@settings(max_examples=30, deadline=None)
+@given(cfg=conv_configs())
+def test_random_configurations_match_torch(cfg, torch):
+    rng = np.random.default_rng(cfg["seed"])
+    x = rng.standard_normal(cfg["x_shape"])
+    w = rng.standard_normal(cfg["w_shape"])
+    b = rng.standard_normal(cfg["w_shape"][0]) if cfg["bias"] else None
+    args = (cfg["stride"], cfg["padding"], cfg["dilation"])
+    out, cache = conv2d_forward(x, w, b, *args, impl=cfg["impl"])
+    dout = rng.standard_normal(out.shape)
+    out_t, grads_t = _torch_conv(torch, x, w, b, *args, dout)
+    np.testing.assert_allclose(out, out_t, rtol=1e-10, atol=1e-10)
+    _assert_grads_close(conv2d_backward(dout, cache), grads_t, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_dtype_preserved(impl, dtype, rng):
+    x, w, b = _inputs(rng, CONFIGS[3], dtype)
+    out, cache = conv2d_forward(x, w, b, 2, 1, impl=impl)
+    assert out.dtype == dtype
+    dx, dw, db = conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)
+    assert dx.dtype == dw.dtype == db.dtype == dtype
+
+
+def test_default_dtype_is_float32_end_to_end(rng):
+    x = rng.standard_normal((2, 3, 6, 6), dtype=np.float32)
+    w = rng.standard_normal((4, 3, 3, 3), dtype=np.float32)
+    out, cache = conv2d_forward(x, w)
+    dx, dw, db = conv2d_backward(rng.standard_normal(out.shape, dtype=np.float32), cache)
+    assert (out.dtype, dx.dtype, dw.dtype, db) == (np.float32, np.float32, np.float32, None)
+
+
+def test_no_bias_gives_none(rng):
+    x, w, _ = _inputs(rng, CONFIGS[0])
+    out, cache = conv2d_forward(x, w, None)
+    assert conv2d_backward(rng.standard_normal(out.shape), cache)[2] is None
+
+
+@pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[3]], ids=["transposed", "col2im"])
+def test_batch_chunks_give_the_same_result(config, monkeypatch, rng):
+    x, w, b = _inputs(rng, config)
+    x = np.concatenate([x] * 3)  # an odd number of images: the last chunk is smaller
+    _, _, stride, padding, dilation, _ = config
+    out, cache = conv2d_forward(x, w, b, stride, padding, dilation)
+    dout = rng.standard_normal(out.shape)
+    grads = conv2d_backward(dout, cache)
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)  # one image per chunk
+    out_c, cache_c = conv2d_forward(x, w, b, stride, padding, dilation)
+    np.testing.assert_allclose(out_c, out, rtol=1e-12, atol=1e-12)
+    _assert_grads_close(conv2d_backward(dout, cache_c), grads, rtol=1e-12, atol=1e-12)
+
+
+def test_chunks_bound_the_buffer_and_cover_the_batch():
+    per_image = 32 * 32 * 144 * 4  # VGG-ish 16-channel layer, float32
+    chunks = conv_module._chunks(1024, per_image)
+    assert chunks[0].start == 0 and chunks[-1].stop == 1024
+    assert all(a.stop == b.start for a, b in itertools.pairwise(chunks))
+    assert max(c.stop - c.start for c in chunks) * per_image <= conv_module.CHUNK_BYTES
+
+
+def test_non_contiguous_input(torch, rng):
+    x = rng.standard_normal((7, 7, 3, 2)).transpose(3, 2, 0, 1)  # (2, 3, 7, 7), a view
+    w = rng.standard_normal((4, 3, 3, 3))
+    out, cache = conv2d_forward(x, w, None, 1, 1)
+    dout = rng.standard_normal(out.shape)
+    out_t, grads_t = _torch_conv(torch, x, w, None, 1, 1, 1, dout)
+    np.testing.assert_allclose(out, out_t, rtol=1e-10, atol=1e-10)
+    _assert_grads_close(conv2d_backward(dout, cache), grads_t, rtol=1e-10, atol=1e-10)
+
+
+X = np.zeros((1, 2, 5, 5))
+W = np.zeros((3, 2, 3, 3))
+BAD_INPUTS = [
+    ("x_3d", dict(x=np.zeros((2, 5, 5))), r"\(2, 5, 5\)"),
+    ("x_5d", dict(x=np.zeros((1, 1, 2, 5, 5))), r"\(1, 1, 2, 5, 5\)"),
+    ("weight_3d", dict(weight=np.zeros((3, 2, 3))), r"\(3, 2, 3\)"),
+    ("channels", dict(weight=np.zeros((3, 4, 3, 3))), r"2 channels.*\(3, 4, 3, 3\)"),
+    ("bias_len", dict(bias=np.zeros(4)), r"\(4,\)"),
+    ("bias_2d", dict(bias=np.zeros((3, 1))), r"\(3, 1\)"),
+    ("stride_0", dict(stride=0), r"stride.*\(0, 0\)"),
+    ("stride_neg", dict(stride=(1, -2)), r"stride.*\(1, -2\)"),
+    ("stride_float", dict(stride=1.5), r"stride.*1\.5"),
+    ("dilation_0", dict(dilation=0), r"dilation.*\(0, 0\)"),
+    ("padding_neg", dict(padding=-1), r"padding.*\(-1, -1\)"),
+    ("padding_pair_neg", dict(padding=(0, -3)), r"padding.*\(0, -3\)"),
+    ("kernel_too_big", dict(weight=np.zeros((3, 2, 6, 3))), r"spans 6 > padded input size 5"),
+    ("dilated_too_big", dict(dilation=3), r"spans 7 > padded input size 5"),
+    ("kernel_zero", dict(weight=np.zeros((3, 2, 0, 3))), r"\(3, 2, 0, 3\)"),
+    ("impl", dict(impl="blas"), r"'blas'"),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_raises_value_error(bad):
+    _, override, echo = bad
+    kwargs = dict(x=X, weight=W, bias=np.zeros(3), stride=1, padding=0, dilation=1, impl="fast")
+    kwargs.update(override)
+    with pytest.raises(ValueError, match=r"^conv2d: ") as info:
+        conv2d_forward(**kwargs)
+    assert re.search(echo, str(info.value)), str(info.value)
+
+
+def test_padding_makes_a_big_kernel_fit():
+    out, _ = conv2d_forward(X, np.zeros((3, 2, 7, 7)), padding=1)
+    assert out.shape == (1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_backward_rejects_wrong_dout_shape(impl):
+    _, cache = conv2d_forward(X, W, impl=impl)
+    with pytest.raises(ValueError, match=r"^conv2d: .*\(1, 3, 3, 3\).*\(1, 3, 3, 4\)"):
+        conv2d_backward(np.zeros((1, 3, 3, 4)), cache)
