@@ -445,7 +445,7 @@ def _walk_residual(walk: Walk, name: str, block: ResidualBlock, x: _Tensor) -> _
     x_bytes = _numel(x.shape) * walk.itemsize
     walk.held += x_bytes
     h = x
-    for child in block._main_path():
+    for child in block.main_path():
         child_name = next(k for k, m in block._modules.items() if m is child)
         h = walk.visit(_join(name, child_name), child, h)
     walk.held -= x_bytes

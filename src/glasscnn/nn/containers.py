@@ -101,13 +101,14 @@ class ResidualBlock(Module):
         self.impl = impl
         self._add_cache = None
 
-    def _main_path(self) -> list[Module]:
+    def main_path(self) -> list[Module]:
+        """The layers of the main path (conv1 … bn2), in order; the shortcut is separate."""
         return [m for name, m in self._modules.items() if name not in ("shortcut", "relu2")]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, C_in, H, W) → (N, C_out, H', W')."""
         h = x
-        for layer in self._main_path():
+        for layer in self.main_path():
             h = layer(h)
         s = self.shortcut(x) if "shortcut" in self._modules else x
         y, self._add_cache = K.add_forward(h, s, impl=self.impl)
@@ -117,7 +118,7 @@ class ResidualBlock(Module):
         """Gradient through both paths; the input gradient is their sum."""
         dy = self.relu2.backward(dout)
         dh, ds = K.add_backward(dy, self._add_cache)
-        for layer in reversed(self._main_path()):
+        for layer in reversed(self.main_path()):
             dh = layer.backward(dh)
         if "shortcut" in self._modules:
             ds = self.shortcut.backward(ds)
@@ -126,6 +127,6 @@ class ResidualBlock(Module):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape after conv1 (the only strided layer of the main path)."""
         shape = tuple(input_shape)
-        for layer in self._main_path():
+        for layer in self.main_path():
             shape = layer.output_shape(shape)
         return shape
