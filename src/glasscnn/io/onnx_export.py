@@ -1,0 +1,259 @@
+"""ONNX export of a glasscnn network, for inference (needs the optional ``onnx`` package).
+
+Each layer becomes the ONNX operator of the same meaning; weights become initializers named
+by their state_dict keys (``conv1.weight``, ``layer1.0.bn1.running_mean``, …):
+
+=====================  =========================================================
+glasscnn               ONNX (opset 17 by default)
+=====================  =========================================================
+Conv2d                 Conv (pads [top, left, bottom, right], dilations, bias)
+Linear                 Gemm (transB = 1)
+MaxPool2d              MaxPool (floor mode, padded cells never win)
+AvgPool2d              AveragePool (count_include_pad as the layer)
+AdaptiveAvgPool2d      GlobalAveragePool for 1×1; AveragePool with kernel = stride
+                       = H / out when the input divides evenly; else an error
+ReLU, Sigmoid          Relu, Sigmoid
+Flatten                Flatten (start_dim 1) or Reshape
+BatchNorm1d/2d         BatchNormalization with the running statistics
+Dropout                nothing (identity at inference)
+ResidualBlock          its layers, then Add of the shortcut, then Relu
+=====================  =========================================================
+
+Batch norm always uses the running statistics: the exported graph is the network in
+evaluation mode. The batch axis is symbolic (``batch``); the spatial size is the one given
+at export, because an adaptive pool's kernel depends on it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from glasscnn.nn import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    Module,
+    ReLU,
+    ResidualBlock,
+    Sequential,
+    Sigmoid,
+)
+
+DEFAULT_OPSET = 17
+
+Shape = tuple[int, ...]
+
+
+def require_onnx() -> ModuleType:
+    """Import and return ``onnx``, or raise ImportError saying how to install it."""
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("ONNX export needs the onnx package: pip install 'glasscnn[onnx]' "
+                          "(or pip install onnx)") from None
+    return onnx
+
+
+class _GraphBuilder:
+    """Collects nodes and initializers while walking the module tree."""
+
+    def __init__(self, onnx: ModuleType) -> None:
+        self.onnx = onnx
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._names: set[str] = set()
+
+    def weight(self, name: str, array: np.ndarray) -> str:
+        """Add an initializer (float arrays become float32); returns its name."""
+        array = np.asarray(array)
+        if array.dtype.kind == "f":
+            array = array.astype(np.float32, copy=False)
+        self.initializers.append(self.onnx.numpy_helper.from_array(
+            np.ascontiguousarray(array), name))
+        self._names.add(name)
+        return name
+
+    def node(self, op: str, inputs: list[str], name: str, **attrs: Any) -> str:
+        """Add a node whose single output is named after the layer; returns that name."""
+        out = name
+        while out in self._names:
+            out += "_"
+        self._names.add(out)
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, [out], name=name, **attrs))
+        return out
+
+
+def _layer_name(prefix: str, module: Module) -> str:
+    return prefix or type(module).__name__
+
+
+def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
+          ) -> tuple[str, Shape]:
+    """Add ``module``'s nodes after tensor ``x`` of ``shape``; return (output, its shape)."""
+    dot = f"{prefix}." if prefix else ""
+    name = _layer_name(prefix, module)
+    if isinstance(module, Sequential):
+        for child_name, child in module.named_children():
+            x, shape = _emit(g, child, dot + child_name, x, shape)
+        return x, shape
+    if isinstance(module, ResidualBlock):
+        h, h_shape = x, shape
+        for child_name, child in module.named_children():
+            if child_name not in ("shortcut", "relu2"):
+                h, h_shape = _emit(g, child, dot + child_name, h, h_shape)
+        s = x
+        if "shortcut" in module._modules:
+            s, _ = _emit(g, module.shortcut, dot + "shortcut", x, shape)
+        y = g.node("Add", [h, s], dot + "add")
+        return g.node("Relu", [y], dot + "relu2"), h_shape
+    out_shape = tuple(module.output_shape(shape))
+    if isinstance(module, Conv2d):
+        inputs = [x, g.weight(dot + "weight", module.weight.data)]
+        if module.bias is not None:
+            inputs.append(g.weight(dot + "bias", module.bias.data))
+        ph, pw = module.padding
+        return g.node("Conv", inputs, name, kernel_shape=list(module.kernel_size),
+                      strides=list(module.stride), pads=[ph, pw, ph, pw],
+                      dilations=list(module.dilation)), out_shape
+    if isinstance(module, Linear):
+        inputs = [x, g.weight(dot + "weight", module.weight.data)]
+        if module.bias is not None:
+            inputs.append(g.weight(dot + "bias", module.bias.data))
+        return g.node("Gemm", inputs, name, transB=1), out_shape
+    if isinstance(module, MaxPool2d | AvgPool2d):
+        ph, pw = module.padding
+        attrs: dict[str, Any] = {"kernel_shape": list(module.kernel_size),
+                                 "strides": list(module.stride), "pads": [ph, pw, ph, pw]}
+        if isinstance(module, AvgPool2d):
+            attrs["count_include_pad"] = int(module.count_include_pad)
+            return g.node("AveragePool", [x], name, **attrs), out_shape
+        return g.node("MaxPool", [x], name, **attrs), out_shape
+    if isinstance(module, AdaptiveAvgPool2d):
+        return _adaptive_pool(g, module, name, x, shape), out_shape
+    if isinstance(module, ReLU):
+        return g.node("Relu", [x], name), out_shape
+    if isinstance(module, Sigmoid):
+        return g.node("Sigmoid", [x], name), out_shape
+    if isinstance(module, Dropout):
+        return x, out_shape
+    if isinstance(module, Flatten):
+        if module.start_dim == 1:
+            return g.node("Flatten", [x], name, axis=1), out_shape
+        target = g.weight(dot + "shape", np.array([0] * module.start_dim + [-1], np.int64))
+        return g.node("Reshape", [x, target], name), out_shape
+    if isinstance(module, BatchNorm1d | BatchNorm2d):
+        c = module.num_features
+        scale = module.weight.data if module.weight is not None else np.ones(c, np.float32)
+        bias = module.bias.data if module.bias is not None else np.zeros(c, np.float32)
+        inputs = [x, g.weight(dot + "weight", scale), g.weight(dot + "bias", bias),
+                  g.weight(dot + "running_mean", module.running_mean),
+                  g.weight(dot + "running_var", module.running_var)]
+        return g.node("BatchNormalization", inputs, name, epsilon=float(module.eps)), out_shape
+    raise ValueError(f"export_onnx: layer {name!r} ({type(module).__name__}) has no ONNX "
+                     "mapping; supported: Conv2d, Linear, MaxPool2d, AvgPool2d, "
+                     "AdaptiveAvgPool2d, ReLU, Sigmoid, Flatten, BatchNorm1d/2d, Dropout, "
+                     "ResidualBlock, Sequential")
+
+
+def _adaptive_pool(g: _GraphBuilder, module: AdaptiveAvgPool2d, name: str, x: str,
+                   shape: Shape) -> str:
+    """GlobalAveragePool for a 1×1 output; an AveragePool when H and W divide evenly.
+
+    An even division by out gives PyTorch's bins [i·H/out, (i+1)·H/out): all of size
+    H/out, disjoint, i.e. an average pool with kernel = stride = H/out.
+    """
+    h, w = shape[2], shape[3]
+    oh, ow = module.output_size
+    if (oh, ow) == (1, 1):
+        return g.node("GlobalAveragePool", [x], name)
+    if h % oh or w % ow:
+        raise ValueError(
+            f"export_onnx: layer {name!r} (AdaptiveAvgPool2d to {oh}x{ow}) gets a {h}x{w} "
+            f"input, which does not divide evenly into {oh}x{ow} bins; ONNX has no adaptive "
+            "pool. Export at an input size whose feature map here is a multiple of "
+            f"{oh}x{ow}, or where the pool is global (1x1)"
+        )
+    kernel = [h // oh, w // ow]
+    return g.node("AveragePool", [x], name, kernel_shape=kernel, strides=kernel)
+
+
+def export_onnx(
+    model: Module,
+    path: str | os.PathLike,
+    input_shape: tuple[int, int, int],
+    opset: int = DEFAULT_OPSET,
+    input_name: str = "input",
+    output_name: str = "logits",
+    metadata: Mapping[str, str] | None = None,
+    graph_name: str = "glasscnn",
+) -> Path:
+    """Write ``model`` as an ONNX file for inference; its initializers keep the state_dict keys.
+
+    Args:
+        model: a glasscnn network built from the layers in this module's table.
+        path: the ``.onnx`` file to write (folders are created).
+        input_shape: (C, H, W) of one picture; the batch axis is symbolic (``batch``).
+        opset: ONNX opset of the default domain (>= 13).
+        input_name, output_name: names of the graph's input (N, C, H, W) and output (N, K).
+        metadata: strings stored as the model's ``metadata_props`` (e.g. model name,
+            classes as JSON).
+        graph_name: the graph's name.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: ``onnx`` is not installed.
+        ValueError: a layer with no ONNX mapping, or an adaptive pool whose input does not
+            divide evenly into its output (the layer and the sizes are named).
+    """
+    onnx = require_onnx()
+    if opset < 13:
+        raise ValueError(f"export_onnx: opset must be >= 13, got {opset}")
+    shape = (1, *(int(d) for d in input_shape))
+    if len(shape) != 4:
+        raise ValueError(f"export_onnx: input_shape must be (C, H, W), got {input_shape}")
+    g = _GraphBuilder(onnx)
+    g._names.add(input_name)
+    out, out_shape = _emit(g, model, "", input_name, shape)
+    producer = next((n for n in g.nodes if n.output[0] == out), None)
+    if producer is None:
+        g.nodes.append(onnx.helper.make_node("Identity", [out], [output_name], name="output"))
+    else:
+        producer.output[0] = output_name
+    helper = onnx.helper
+    elem = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        g.nodes, graph_name,
+        [helper.make_tensor_value_info(input_name, elem, ["batch", *shape[1:]])],
+        [helper.make_tensor_value_info(output_name, elem, ["batch", *out_shape[1:]])],
+        initializer=g.initializers,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="glasscnn",
+                              ir_version=helper.find_min_ir_version_for(opsets))
+    for key, value in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(target))
+    try:
+        onnx.checker.check_model(str(target), full_check=True)
+    except onnx.checker.ValidationError as err:
+        target.unlink()
+        raise ValueError(f"export_onnx: the graph for {path} fails the ONNX checker: "
+                         f"{err}") from None
+    return target

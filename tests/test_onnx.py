@@ -1,0 +1,178 @@
+"""glasscnn.io.onnx_export and ``glasscnn export``: every zoo model runs in onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+from glasscnn import models
+from glasscnn.cli.main import main
+from glasscnn.io import save_state_dict
+from glasscnn.io.onnx_export import export_onnx
+from glasscnn.nn import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    Module,
+    ReLU,
+    Sequential,
+    Sigmoid,
+)
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+ZOO = [("alexnet_cifar33", {}), ("mnist_net", {}), ("three_layer_convnet", {}),
+       ("lenet_bn", {}), ("vgg_cifar", {}), ("alexnet", {}), ("resnet_cifar", {"depth": 8}),
+       ("three_layer_convnet", {"batchnorm": True}), ("resnet_cifar", {"in_channels": 1,
+                                                                     "input_size": 28,
+                                                                     "depth": 8})]
+
+
+def randomize_norm(model: Module, rng: np.random.Generator) -> None:
+    """Give batch-norm layers non-trivial affine parameters and running statistics."""
+    for _, m in model.named_modules():
+        if isinstance(m, BatchNorm1d | BatchNorm2d):
+            c = m.num_features
+            m.running_mean[...] = rng.normal(0, 0.2, c)
+            m.running_var[...] = rng.uniform(0.5, 2.0, c)
+            if m.weight is not None:
+                m.weight.data[...] = rng.uniform(0.5, 1.5, c)
+                m.bias.data[...] = rng.normal(0, 0.1, c)
+
+
+def run_onnx(path, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x.astype(np.float32)})[0]
+
+
+def rel_diff(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+
+
+@pytest.mark.parametrize(("name", "kwargs"), ZOO, ids=lambda v: str(v) if v else "")
+def test_zoo_model_runs_in_onnxruntime(name, kwargs, tmp_path, rng):
+    model = models.get(name, rng=rng, **kwargs)
+    randomize_norm(model, rng)
+    model.eval()
+    shape = models.default_input_shape(name)
+    if "input_size" in kwargs:
+        shape = (kwargs["in_channels"], kwargs["input_size"], kwargs["input_size"])
+    path = export_onnx(model, tmp_path / f"{name}.onnx", shape)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 2 if name == "alexnet" else 5):
+        x = rng.random((n, *shape), dtype=np.float32)
+        got, want = session.run(None, {"input": x})[0], model(x)
+        assert got.shape == want.shape
+        assert rel_diff(got, want) < 1e-4
+        np.testing.assert_array_equal(got.argmax(axis=1), want.argmax(axis=1))
+    proto = onnx.load(str(path), load_external_data=False)
+    inits = {t.name for t in proto.graph.initializer}
+    keys = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    assert keys <= inits
+    ops = {node.op_type for node in proto.graph.node}
+    assert "Dropout" not in ops and "Conv" in ops and "Gemm" in ops
+    if name == "resnet_cifar":
+        assert {"Add", "BatchNormalization", "GlobalAveragePool"} <= ops
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == list(shape)
+
+
+def test_layers_without_a_zoo_model(tmp_path, rng):
+    """Average pool with and without padding counted, padded max pool, sigmoid, BN1d without
+    affine, an evenly dividing adaptive pool, and a flatten that keeps two axes."""
+    model = Sequential(OrderedDict([
+        ("conv", Conv2d(2, 4, 3, stride=2, padding=1, dilation=1, rng=rng)),
+        ("sig", Sigmoid()),
+        ("avg", AvgPool2d(3, 1, padding=1, count_include_pad=False)),
+        ("avg2", AvgPool2d(2, 1, padding=1, count_include_pad=True)),
+        ("max", MaxPool2d(3, 1, padding=1)),
+        ("adapt", AdaptiveAvgPool2d((3, 2))),
+        ("flat", Flatten()),
+        ("bn", BatchNorm1d(24, affine=False)),
+        ("fc", Linear(24, 5, bias=False, rng=rng)),
+    ]))
+    randomize_norm(model, rng)
+    model.eval()
+    # conv 11x7 -> 6x4, avg keeps, avg2 -> 7x5, max keeps: 7x5 is not a multiple of 3x2
+    with pytest.raises(ValueError, match=r"'adapt' \(AdaptiveAvgPool2d to 3x2\) gets a 7x5"):
+        export_onnx(model, tmp_path / "bad.onnx", (2, 11, 7))
+    path = export_onnx(model, tmp_path / "layers.onnx", (2, 9, 5))
+    x = rng.standard_normal((3, 2, 9, 5), dtype=np.float32)
+    assert rel_diff(run_onnx(path, x), model(x)) < 1e-5
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops == ["Conv", "Sigmoid", "AveragePool", "AveragePool", "MaxPool", "AveragePool",
+                   "Flatten", "BatchNormalization", "Gemm"]
+    keep = Sequential(Conv2d(1, 3, 3, rng=rng), ReLU(), Flatten(start_dim=2))
+    path = export_onnx(keep, tmp_path / "flat2.onnx", (1, 6, 6))
+    x = rng.standard_normal((2, 1, 6, 6), dtype=np.float32)
+    got = run_onnx(path, x)
+    assert got.shape == (2, 3, 16) and rel_diff(got, keep(x)) < 1e-5
+
+
+def test_unsupported_layer_and_opset(tmp_path):
+    class Square(Module):
+        def forward(self, x):
+            return x * x
+
+        def output_shape(self, input_shape):
+            return input_shape
+
+    model = Sequential(OrderedDict([("conv", Conv2d(1, 2, 3)), ("sq", Square())]))
+    with pytest.raises(ValueError, match=r"layer 'sq' \(Square\) has no ONNX mapping"):
+        export_onnx(model, tmp_path / "x.onnx", (1, 5, 5))
+    with pytest.raises(ValueError, match="opset must be >= 13"):
+        export_onnx(model, tmp_path / "x.onnx", (1, 5, 5), opset=11)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_alexnet_input_with_uneven_adaptive_pool_is_refused(tmp_path):
+    """torchvision's AlexNet at 256×256 has a 7×7 map before its 6×6 adaptive pool."""
+    model = models.alexnet(num_classes=10)
+    with pytest.raises(ValueError, match=r"'avgpool' .* gets a 7x7 input.* 6x6 bins"):
+        export_onnx(model, tmp_path / "a.onnx", (3, 256, 256))
+
+
+def test_missing_onnx_package_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"pip install 'glasscnn\[onnx\]'"):
+        export_onnx(models.mnist_net(), tmp_path / "m.onnx", (1, 28, 28))
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_export_command(tmp_path, capsys, rng, suffix):
+    model = models.resnet_cifar(depth=8, rng=rng)
+    randomize_norm(model, rng)
+    weights = tmp_path / f"resnet{suffix}"
+    save_state_dict(model, weights)
+    out = tmp_path / "out" / "resnet.onnx"
+    code = main(["export", "resnet_cifar", str(weights), "--onnx", str(out), "--model-arg",
+                 "depth=8", "--verify"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert f"wrote {out}: resnet_cifar, input (batch, 3, 32, 32), opset 17" in printed
+    assert "onnxruntime vs glasscnn: max relative logit difference" in printed
+    model.eval()
+    x = rng.random((4, 3, 32, 32), dtype=np.float32)
+    assert rel_diff(run_onnx(out, x), model(x)) < 1e-4
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["model"] == "resnet_cifar" and json.loads(meta["model_kwargs"]) == {"depth": 8}
+    assert json.loads(meta["classes"])[0] == "airplane"
+
+
+def test_export_command_refuses_wrong_weights(tmp_path, capsys, rng):
+    weights = tmp_path / "mnist.npz"
+    save_state_dict(models.mnist_net(rng=rng), weights)
+    code = main(["export", "lenet_bn", str(weights), "--onnx", str(tmp_path / "x.onnx")])
+    err = capsys.readouterr().err
+    assert code == 1 and str(weights) in err and "conv1.weight: model (6, 3, 5, 5)" in err
+    assert not (tmp_path / "x.onnx").exists()
