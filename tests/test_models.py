@@ -44,7 +44,7 @@ def test_resnet_depth_rule():
 
 
 def test_unknown_model_lists_known():
-    with pytest.raises(ValueError, match="unknown model 'lenet'.*lenet_bn"):
+    with pytest.raises(ValueError, match=r"unknown model 'lenet'.*lenet_bn"):
         models.get("lenet")
 
 

@@ -17,7 +17,8 @@ IMPLS = ["naive", "fast"]
 def _layer_cases():
     """(name, builder(impl, dtype), input shape); tiny so the naive kernels stay quick."""
     return [
-        ("conv", lambda i, d: nn.Conv2d(3, 4, 3, stride=2, padding=1, impl=i, dtype=d), (2, 3, 7, 6)),
+        ("conv", lambda i, d: nn.Conv2d(3, 4, 3, stride=2, padding=1, impl=i, dtype=d),
+         (2, 3, 7, 6)),
         ("conv_nobias_dil", lambda i, d: nn.Conv2d(2, 3, (3, 2), dilation=(2, 1), bias=False,
                                                    impl=i, dtype=d), (1, 2, 8, 5)),
         ("linear", lambda i, d: nn.Linear(5, 3, impl=i, dtype=d), (4, 5)),
