@@ -301,3 +301,25 @@ def test_forward_bad_input_names_layer(layer, x, match):
 def test_constructor_errors(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("first", ["conv", "linear"])
+def test_input_gradient_can_be_skipped(impl, first, rng):
+    def build():
+        nn.manual_seed(0)
+        if first == "conv":
+            return nn.Sequential(nn.Conv2d(2, 3, 3, impl=impl), nn.ReLU(impl), nn.Flatten(),
+                                 nn.Linear(12, 2, impl=impl)), (2, 2, 4, 4)
+        return nn.Sequential(nn.Linear(5, 3, impl=impl), nn.ReLU(impl)), (4, 5)
+
+    full, shape = build()
+    skip, _ = build()
+    skip.requires_input_grad_(False)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dout = rng.standard_normal(full(x).shape).astype(np.float32)
+    assert full.backward(dout) is not None
+    skip(x)
+    assert skip.backward(dout) is None
+    for (name, a), (_, b) in zip(full.named_parameters(), skip.named_parameters(), strict=True):
+        np.testing.assert_array_equal(a.grad, b.grad, err_msg=name)

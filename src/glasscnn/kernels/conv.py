@@ -66,12 +66,16 @@ def conv2d_forward(
     return out, cache
 
 
-def conv2d_backward(dout: Any, cache: dict[str, Any]) -> tuple[Any, Any, Any]:
+def conv2d_backward(
+    dout: Any, cache: dict[str, Any], need_dx: bool = True
+) -> tuple[Any, Any, Any]:
     """Gradients of a 2-D convolution with respect to its input, weight and bias.
 
     Args:
         dout: upstream gradient, shape (N, C_out, H_out, W_out).
         cache: the cache returned by :func:`conv2d_forward`; the same impl is used.
+        need_dx: compute the input gradient; ``False`` skips it (``dx`` is ``None``), as for
+            a network's first layer, whose input needs no gradient.
 
     Returns:
         ``(dx, dweight, dbias)`` shaped like ``x`` (N, C_in, H, W), ``weight``
@@ -85,10 +89,13 @@ def conv2d_backward(dout: Any, cache: dict[str, Any]) -> tuple[Any, Any, Any]:
         )
     dout = dout.astype(x.dtype, copy=False)
     weight = weight.astype(x.dtype, copy=False)
-    backward = _backward_naive if cache["impl"] == "naive" else _backward_fast
-    dx, dw = backward(dout, x, weight, cache["stride"], cache["padding"], cache["dilation"])
+    args = (dout, x, weight, cache["stride"], cache["padding"], cache["dilation"])
+    if cache["impl"] == "naive":
+        dx, dw = _backward_naive(*args)
+    else:
+        dx, dw = _backward_fast(*args, need_dx=need_dx)
     db = dout.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
-    return dx, dw, db
+    return (dx if need_dx else None), dw, db
 
 
 def _check_args(x, weight, bias, stride, padding, dilation, impl):
@@ -191,6 +198,18 @@ def _pad_nhwc(x_nhwc, pad_h, pad_w):
     return out
 
 
+def _pad_nchw(x, pad_h, pad_w):
+    """Zero-padded contiguous copy (N, C, H + 2*pad_h, W + 2*pad_w) of an NCHW array; ``x``
+    itself when there is no padding and it is contiguous."""
+    xp = get_xp(x)
+    if pad_h == 0 and pad_w == 0:
+        return xp.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    out = xp.zeros((n, c, h + 2 * pad_h, w + 2 * pad_w), dtype=x.dtype)
+    xp.copyto(out[:, :, pad_h:pad_h + h, pad_w:pad_w + w], x)
+    return out
+
+
 def _im2col(x_nhwc, kernel, stride, dilation, out_hw, buf):
     """Copy every window of padded NHWC ``x_nhwc`` into ``buf``; return (N*H_out*W_out, K).
 
@@ -246,16 +265,21 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw):
         w_mat = weight.transpose(0, 2, 3, 1).reshape(c_out, k)  # K ordered (kH, kW, C_in)
     for ch in chunks:
         nb = ch.stop - ch.start
+        dst = out[ch].reshape(nb, c_out, positions)
         if k_major:
-            x_pad = xp.pad(x[ch], ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+            x_pad = _pad_nchw(x[ch], *padding)
             cols = _im2col_k_major(x_pad, (kh, kw), stride, dilation, out_hw, buf)  # (K, nb*P)
+            if nb == 1:  # one image: the GEMM writes the output in place
+                xp.matmul(w_mat, cols, out=dst[0])
+                if bias is not None:
+                    dst += bias[:, None]
+                continue
             res = (w_mat @ cols).reshape(c_out, nb, positions).transpose(1, 0, 2)
         else:
             # channels-last im2col: one copy of a strided window view, then one GEMM
             x_nhwc = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding)
             cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, buf)  # (nb*P, K)
             res = (cols @ w_mat.T).reshape(nb, positions, c_out).transpose(0, 2, 1)
-        dst = out[ch].reshape(nb, c_out, positions)
         if bias is None:
             xp.copyto(dst, res)
         else:
@@ -263,7 +287,7 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw):
     return out
 
 
-def _backward_fast(dout, x, weight, stride, padding, dilation):
+def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True):
     """dW: channels-last im2col + GEMM; dx: conv of dout with the flipped kernel, or col2im."""
     xp = get_xp(dout)
     n, c_in, h, w = x.shape
@@ -272,19 +296,24 @@ def _backward_fast(dout, x, weight, stride, padding, dilation):
     positions = out_hw[0] * out_hw[1]
     k = kh * kw * c_in
     # stride 1: convolving dout beats col2im unless its im2col is much the larger
-    transposed = stride == (1, 1) and h * w * c_out <= 2 * positions * c_in
+    transposed = need_dx and stride == (1, 1) and h * w * c_out <= 2 * positions * c_in
     per_image = max(positions * k, h * w * kh * kw * c_out if transposed else positions * k)
     chunks = _chunks(n, per_image * x.itemsize)
     buf = xp.empty((chunks[0].stop - chunks[0].start) * per_image, x.dtype)
-    dw_mat = xp.zeros((c_out, k), dtype=x.dtype)  # K ordered (kH, kW, C_in)
-    dx = xp.empty_like(x)
-    for ch in chunks:
+    dw_mat = xp.empty((c_out, k), dtype=x.dtype)  # K ordered (kH, kW, C_in)
+    dx = xp.empty_like(x) if need_dx else None
+    for i, ch in enumerate(chunks):
         nb = ch.stop - ch.start
         x_nhwc = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding)
         cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, buf)  # (nb*P, K)
         d_t = xp.ascontiguousarray(dout[ch].reshape(nb, c_out, positions).transpose(1, 0, 2))
         d_t = d_t.reshape(c_out, nb * positions)  # (C_out, nb*P)
-        dw_mat += d_t @ cols
+        if i == 0:
+            xp.matmul(d_t, cols, out=dw_mat)
+        else:
+            dw_mat += d_t @ cols
+        if not need_dx:
+            continue
         if transposed:
             dx_nhwc = _dx_transposed_conv(dout[ch], weight, padding, dilation, (h, w), buf)
             xp.copyto(dx[ch], dx_nhwc.transpose(0, 3, 1, 2))

@@ -63,7 +63,9 @@ def linear_forward(
     return out, cache
 
 
-def linear_backward(dout: Any, cache: dict) -> tuple[Any, Any, Any | None]:
+def linear_backward(
+    dout: Any, cache: dict, need_dx: bool = True
+) -> tuple[Any, Any, Any | None]:
     """Gradients of the affine map.
 
     Formulas: ``dx = dout @ W``, ``dW = dout.T @ x``, ``db = Σ_i dout[i]``.
@@ -71,6 +73,7 @@ def linear_backward(dout: Any, cache: dict) -> tuple[Any, Any, Any | None]:
     Args:
         dout: upstream gradient of shape (N, out_features).
         cache: the cache from ``linear_forward``.
+        need_dx: compute the input gradient; ``False`` skips it (``dx`` is ``None``).
 
     Returns:
         ``(dx, dweight, dbias)``: shapes (N, in_features), (out_features, in_features),
@@ -96,12 +99,12 @@ def linear_backward(dout: Any, cache: dict) -> tuple[Any, Any, Any | None]:
     else:
         xp = get_xp(x)
         dout = dout.astype(x.dtype, copy=False)
-        dx = xp.matmul(dout, w)  # two GEMMs and a column sum
+        dx = xp.matmul(dout, w) if need_dx else None  # two GEMMs and a column sum
         dw = xp.matmul(dout.T, x)
         db = dout.sum(axis=0) if has_bias else None
     dw = dw.astype(cache["weight_dtype"], copy=False)
     db = db.astype(cache["bias_dtype"], copy=False) if has_bias else None
-    return dx, dw, db
+    return (dx if need_dx else None), dw, db
 
 
 def flatten_forward(x: Any, start_dim: int = 1, impl: str = "fast") -> tuple[Any, dict]:

@@ -54,6 +54,13 @@ class Sequential(Module):
             dout = layer.backward(dout)
         return dout
 
+    def requires_input_grad_(self, flag: bool = True) -> Module:
+        """Say whether ``backward`` must return dL/d(input); passed on to the first child."""
+        super().requires_input_grad_(flag)
+        if self._modules:
+            next(iter(self._modules.values())).requires_input_grad_(flag)
+        return self
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Chain each child's shape rule."""
         shape = tuple(input_shape)

@@ -87,9 +87,9 @@ class Conv2d(Module):
         )
         return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        """Accumulate dW (and db); return dx of shape (N, C_in, H, W)."""
-        dx, dw, db = K.conv2d_backward(dout, self._cache)
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        """Accumulate dW (and db); return dx of shape (N, C_in, H, W), or None if not needed."""
+        dx, dw, db = K.conv2d_backward(dout, self._cache, need_dx=self.input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -154,9 +154,9 @@ class Linear(Module):
         )
         return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        """Accumulate dW (and db); return dx of shape (N, in_features)."""
-        dx, dw, db = K.linear_backward(dout, self._cache)
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        """Accumulate dW (and db); return dx of shape (N, in_features), or None if not needed."""
+        dx, dw, db = K.linear_backward(dout, self._cache, need_dx=self.input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)

@@ -22,6 +22,10 @@ class Parameter:
         self.data = data
         self.grad = np.zeros_like(data)
 
+    def zero_grad(self) -> None:
+        """Set ``grad`` to zero, in place."""
+        self.grad.fill(0)
+
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape of ``data``."""
@@ -48,6 +52,7 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "input_grad", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, Parameter):
@@ -190,7 +195,17 @@ class Module:
     def zero_grad(self) -> None:
         """Set every parameter's gradient to zero."""
         for p in self.parameters():
-            p.grad.fill(0)
+            p.zero_grad()
+
+    def requires_input_grad_(self, flag: bool = True) -> Module:
+        """Say whether ``backward`` must return dL/d(input); ``False`` lets layers skip it.
+
+        Set ``False`` on a network whose input is data (as in training, where PyTorch's
+        input tensor has no gradient): its first conv or fc layer then computes only its
+        parameter gradients and ``backward`` returns ``None``.
+        """
+        object.__setattr__(self, "input_grad", bool(flag))
+        return self
 
     def extra_repr(self) -> str:
         """The arguments shown between the parentheses of this module's repr."""

@@ -9,6 +9,8 @@ import numpy as np
 from glasscnn.nn.module import Parameter
 from glasscnn.optim.optimizer import Optimizer, ParamsLike, lerp_
 
+BLOCK = 1 << 15  # elements per block of the update: a few arrays of it stay in L2
+
 
 class Adam(Optimizer):
     """Adam as ``torch.optim.Adam``, same operations in the same order.
@@ -66,36 +68,49 @@ class Adam(Optimizer):
             state["max_exp_avg_sq"] = np.zeros_like(p.data, order="C")
         state["step"] += 1
         step = state["step"]
-        grad = p.grad
+        if weight_decay != 0 and self.decoupled_weight_decay:
+            p.data *= 1 - lr * weight_decay
+        arrays = [p.data, p.grad, state["exp_avg"], state["exp_avg_sq"]]
+        if amsgrad:
+            arrays.append(state["max_exp_avg_sq"])
+        scalars = (lr / (1 - beta1**step), (1 - beta2**step) ** 0.5, beta1, beta2, eps,
+                   0.0 if self.decoupled_weight_decay else weight_decay)
+        if all(a.flags.c_contiguous for a in arrays):
+            # technique: the ~13 elementwise passes run block by block, so that the
+            # arrays stay in cache between passes (the update is memory-bound)
+            flat = [a.reshape(-1) for a in arrays]
+            for lo in range(0, flat[0].size, BLOCK):
+                self._update_block([a[lo:lo + BLOCK] for a in flat], scalars)
+        else:
+            self._update_block(arrays, scalars)
+
+    def _update_block(self, arrays: list[np.ndarray], scalars: tuple[float, ...]) -> None:
+        """The Adam update of one block: ``arrays`` = θ, g, m, v (and v̂ with amsgrad)."""
+        data, grad, exp_avg, exp_avg_sq = arrays[:4]
+        step_size, bias_correction2_sqrt, beta1, beta2, eps, weight_decay = scalars
         if weight_decay != 0:
-            if self.decoupled_weight_decay:
-                p.data *= 1 - lr * weight_decay
-            else:
-                decayed = self._scratch(p.data, 0)
-                np.multiply(p.data, weight_decay, out=decayed)
-                decayed += grad
-                grad = decayed
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        tmp = self._scratch(p.data, 1)
+            decayed = self._scratch(data, 0)
+            np.multiply(data, weight_decay, out=decayed)
+            decayed += grad
+            grad = decayed
+        tmp = self._scratch(data, 1)
         lerp_(exp_avg, grad, 1 - beta1, tmp)
         exp_avg_sq *= beta2
         np.multiply(grad, 1 - beta2, out=tmp)
         tmp *= grad
         exp_avg_sq += tmp
-        step_size = lr / (1 - beta1**step)
-        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         second = exp_avg_sq
-        if amsgrad:
-            second = state["max_exp_avg_sq"]
+        if len(arrays) == 5:
+            second = arrays[4]
             np.maximum(second, exp_avg_sq, out=second)
         denom = tmp
         np.sqrt(second, out=denom)
         denom /= bias_correction2_sqrt
         denom += eps
-        delta = self._scratch(p.data, 0)
+        delta = self._scratch(data, 0)
         np.multiply(exp_avg, -step_size, out=delta)
         delta /= denom
-        p.data += delta
+        data += delta
 
 
 class AdamW(Adam):

@@ -164,7 +164,7 @@ class Optimizer:
         """Set every parameter's gradient to zero, in place."""
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad.fill(0)
+                p.zero_grad()
 
     def state_dict(self) -> dict[str, Any]:
         """The optimizer's state, copied, in PyTorch's layout.

@@ -1,0 +1,636 @@
+"""Benchmark glasscnn's fast path against PyTorch on the CPU, both in one process.
+
+Every workload is timed interleaved (glasscnn run, torch run, glasscnn run, ...) after
+untimed warm-up runs, and reported as min / median / max milliseconds and the ratio of the
+medians, glasscnn ÷ torch. The thread settings must be in the environment before NumPy
+and torch are imported (OpenBLAS reads ``OPENBLAS_THREAD_TIMEOUT`` when it loads):
+:func:`required_env` lists them and :func:`env_ready` says whether this process has them;
+``glasscnn bench`` re-executes itself with them when it does not.
+
+FLOPs count 2 per multiply-accumulate of the conv and fc layers (forward) and 3× that for a
+training step (forward, input gradient, weight gradient); GFLOP/s are set against sgemm
+2048³ measured in the same run. Memory: see :func:`measure_memory`.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import time
+import tracemalloc
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from glasscnn import kernels as K
+from glasscnn import nn as gnn
+from glasscnn.models import zoo
+from glasscnn.optim import SGD, Adam
+
+THREADS = 2
+ENV = {
+    "OPENBLAS_THREAD_TIMEOUT": "4",  # idle OpenBLAS threads sleep instead of spinning
+    "OMP_WAIT_POLICY": "PASSIVE",  # likewise torch's OpenMP threads
+}
+WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn", "epoch", "kernels",
+             "memory")
+TARGETS = {"alexnet_b1": 0.8, "alexnet_b64": 1.2, "three_layer": 1.2, "vgg": 1.5,
+           "lenet_bn": 1.8}
+
+
+def required_env() -> dict[str, str]:
+    """The environment variables the benchmark needs set before NumPy and torch load."""
+    return dict(ENV)
+
+
+def env_ready() -> bool:
+    """Whether this process was started with every variable of :func:`required_env`."""
+    return all(os.environ.get(k) == v for k, v in ENV.items())
+
+
+@dataclass
+class Timing:
+    """Wall-clock times in seconds of one workload, glasscnn and (optionally) torch."""
+
+    name: str
+    ours: list[float] = field(default_factory=list)
+    theirs: list[float] = field(default_factory=list)
+    flops: float = 0.0
+    unit: str = "ms"
+
+    def ratio(self) -> float | None:
+        """Median glasscnn time ÷ median torch time, or None without torch."""
+        if not self.theirs:
+            return None
+        return statistics.median(self.ours) / statistics.median(self.theirs)
+
+
+def interleave(ours: Callable[[], Any], theirs: Callable[[], Any] | None, repeat: int,
+               warmup: int = 2) -> tuple[list[float], list[float]]:
+    """Time ``ours`` and ``theirs`` alternately ``repeat`` times after ``warmup`` untimed runs.
+
+    Returns:
+        ``(our_seconds, their_seconds)``, each of length ``repeat`` (the second empty when
+        ``theirs`` is None).
+    """
+    fns = [ours] if theirs is None else [ours, theirs]
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, store in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            store.append(time.perf_counter() - start)
+    return times[0], (times[1] if theirs is not None else [])
+
+
+def model_macs(model: gnn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of the conv and fc layers of ``model`` for one input batch."""
+    total = 0
+
+    def walk(module: gnn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+        nonlocal total
+        if isinstance(module, gnn.Sequential):
+            for child in module:
+                shape = walk(child, shape)
+            return shape
+        out = module.output_shape(shape)
+        if isinstance(module, gnn.Conv2d):
+            kh, kw = module.kernel_size
+            total += int(np.prod(out)) * module.in_channels * kh * kw
+        elif isinstance(module, gnn.Linear):
+            total += out[0] * module.in_features * module.out_features
+        return out
+
+    walk(model, tuple(input_shape))
+    return total
+
+
+def to_torch(module: gnn.Module, torch: Any) -> Any:
+    """A torch module with the same layers and state_dict keys as ``module``, weights copied.
+
+    Supports the layers of the zoo's plain networks (no residual blocks).
+    """
+    twin = _twin(module, torch)
+    state = {k: torch.from_numpy(np.array(v)) for k, v in module.state_dict().items()}
+    twin.load_state_dict(state, strict=True)
+    return twin
+
+
+def _twin(module: gnn.Module, torch: Any) -> Any:
+    """The torch layer of the same arguments as ``module`` (recursively for Sequential)."""
+    nn = torch.nn
+    if isinstance(module, gnn.Sequential):
+        return nn.Sequential(OrderedDict(
+            (name, _twin(child, torch)) for name, child in module.named_children()))
+    if isinstance(module, gnn.Conv2d):
+        return nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
+                         module.stride, module.padding, module.dilation,
+                         bias=module.bias is not None)
+    if isinstance(module, gnn.Linear):
+        return nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+    if isinstance(module, gnn.MaxPool2d):
+        return nn.MaxPool2d(module.kernel_size, module.stride, module.padding)
+    if isinstance(module, gnn.AdaptiveAvgPool2d):
+        return nn.AdaptiveAvgPool2d(module.output_size)
+    if isinstance(module, gnn.BatchNorm2d):
+        return nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine)
+    if isinstance(module, gnn.BatchNorm1d):
+        return nn.BatchNorm1d(module.num_features, module.eps, module.momentum, module.affine)
+    if isinstance(module, gnn.Dropout):
+        return nn.Dropout(module.p)
+    simple = {gnn.ReLU: nn.ReLU, gnn.Flatten: nn.Flatten}
+    if type(module) in simple:
+        return simple[type(module)]()
+    raise ValueError(f"bench: no torch twin for layer {type(module).__name__}")
+
+
+def measure_sgemm(n: int = 2048, repeat: int = 5) -> float:
+    """Best float32 GEMM throughput n×n×n on this machine now, in GFLOP/s."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, b, out=out)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+# --- workloads ---------------------------------------------------------------------------
+
+def _batch(shape: tuple[int, ...], classes: int = 10, seed: int = 0) -> tuple[Any, Any]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    y = rng.integers(0, classes, size=shape[0])
+    return x, y
+
+
+def _train_step(model: gnn.Module, optimizer: Any) -> Callable[[Any, Any], Any]:
+    """glasscnn: zero the gradients, forward, cross-entropy, backward, update."""
+    criterion = gnn.CrossEntropyLoss()
+
+    def step(x: Any, y: Any) -> Any:
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        model.backward(criterion.backward())
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def _torch_train_step(model: Any, optimizer: Any, torch: Any) -> Callable[[Any, Any], Any]:
+    """torch: the same step (gradients set to None, as torch's default zero_grad)."""
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def step(x: Any, y: Any) -> Any:
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+@dataclass
+class StepCase:
+    """A model, its optimizers and a batch, for both libraries."""
+
+    model: gnn.Module
+    ours: Callable[[], Any]
+    theirs: Callable[[], Any] | None
+    flops: float
+
+
+def inference_case(batch: int, torch: Any | None) -> StepCase:
+    """alexnet_cifar33 forward in evaluation mode on a batch of 3×33×33 images."""
+    model = zoo.alexnet_cifar33().eval()
+    x, _ = _batch((batch, 3, 33, 33))
+    theirs = None
+    if torch is not None:
+        twin = to_torch(model, torch).eval()
+        tx = torch.from_numpy(x)
+
+        def theirs() -> Any:
+            with torch.inference_mode():
+                return twin(tx)
+
+    return StepCase(model, lambda: model(x), theirs, 2.0 * model_macs(model, x.shape))
+
+
+def training_case(name: str, batch: int, torch: Any | None, size: int = 32,
+                  channels: int = 3) -> StepCase:
+    """One training step of ``three_layer`` (Adam), ``vgg`` or ``lenet_bn`` (SGD momentum)."""
+    builders = {"three_layer": zoo.three_layer_convnet, "vgg": zoo.vgg_cifar,
+                "lenet_bn": zoo.lenet_bn}
+    # the input is data: no gradient for it, as torch's input tensor has none
+    model = builders[name](in_channels=channels, input_size=size).requires_input_grad_(False)
+    x, y = _batch((batch, channels, size, size))
+
+    def make_opt(params: Any, lib: Any) -> Any:
+        if name == "three_layer":
+            return lib.Adam(params, lr=1e-3)
+        return lib.SGD(params, lr=0.01, momentum=0.9)
+
+    theirs = None
+    if torch is not None:
+        twin = to_torch(model, torch).train()
+        t_step = _torch_train_step(twin, make_opt(twin.parameters(), torch.optim), torch)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+        def theirs() -> Any:
+            return t_step(tx, ty)
+
+    ours_opt = make_opt(model.parameters(), _OptLib)
+    step = _train_step(model, ours_opt)
+    return StepCase(model, lambda: step(x, y), theirs, 6.0 * model_macs(model, x.shape))
+
+
+class _OptLib:
+    """glasscnn's optimizers under torch.optim's names."""
+
+    SGD = SGD
+    Adam = Adam
+
+
+def epoch_case(torch: Any | None, batch: int = 128, max_batches: int | None = None,
+               ) -> tuple[float, float | None, int]:
+    """One epoch of lenet_bn on Fashion-MNIST through the real DataLoader, both libraries.
+
+    The same loader order feeds both (same seed and epoch); preprocessing (x/255 − 0.5)/0.5
+    is NumPy in both. Returns ``(glasscnn seconds, torch seconds or None, images)``.
+    """
+    from glasscnn.data import DataLoader, load_fashion_mnist
+
+    data = load_fashion_mnist(split="train")
+    loader = DataLoader(data, batch, shuffle=True, seed=0)
+
+    def batches() -> Iterator[tuple[Any, Any]]:
+        loader.set_epoch(0)
+        for i, (images, labels) in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                return
+            x = images.astype(np.float32)
+            x *= 2 / 255
+            x -= 1
+            yield x, np.asarray(labels, dtype=np.int64)
+
+    model = zoo.lenet_bn(in_channels=1, input_size=28, seed=0).requires_input_grad_(False)
+    step = _train_step(model, SGD(model.parameters(), lr=0.01, momentum=0.9))
+    images = 0
+    start = time.perf_counter()
+    for x, y in batches():
+        step(x, y)
+        images += len(y)
+    ours = time.perf_counter() - start
+    theirs = None
+    if torch is not None:
+        twin = to_torch(model, torch).train()
+        t_step = _torch_train_step(twin, torch.optim.SGD(twin.parameters(), lr=0.01,
+                                                         momentum=0.9), torch)
+        start = time.perf_counter()
+        for x, y in batches():
+            t_step(torch.from_numpy(x), torch.from_numpy(y))
+        theirs = time.perf_counter() - start
+    return ours, theirs, images
+
+
+def kernel_cases() -> list[tuple[str, Callable[[str], Any]]]:
+    """Fast-vs-naive cases on the seed sizes; each callable takes ``impl`` and runs once.
+
+    conv2d: 2×3×32×32 with 32 7×7 filters (performance-facts), and alexnet conv3 at batch 1
+    (256→384, 3×3 pad 1 on 6×6); max_pool2d: alexnet pool1 at batch 2 (3×3 s2 on 96×27×27)
+    and the VGG 2×2 s2 pool at batch 4 on 32×32×32.
+    """
+    rng = np.random.default_rng(1)
+    cases = []
+    conv_sizes = [((2, 3, 32, 32), (32, 3, 7, 7), 0), ((1, 256, 6, 6), (384, 256, 3, 3), 1)]
+    for xs, ws, pad in conv_sizes:
+        x = rng.standard_normal(xs, dtype=np.float32)
+        w = rng.standard_normal(ws, dtype=np.float32)
+        label = f"conv2d {'x'.join(map(str, xs))} w{'x'.join(map(str, ws))} p{pad}"
+        cases.append((label + " fwd",
+                      lambda impl, x=x, w=w, pad=pad: K.conv2d_forward(x, w, None, 1, pad,
+                                                                       impl=impl)))
+        cases.append((label + " bwd", _backward_case(
+            lambda impl, x=x, w=w, pad=pad: K.conv2d_forward(x, w, None, 1, pad, impl=impl),
+            K.conv2d_backward, rng)))
+    for xs, k, s in [((2, 96, 27, 27), 3, 2), ((4, 32, 32, 32), 2, 2)]:
+        x = rng.standard_normal(xs, dtype=np.float32)
+        label = f"max_pool2d {'x'.join(map(str, xs))} k{k} s{s}"
+        cases.append((label + " fwd",
+                      lambda impl, x=x, k=k, s=s: K.max_pool2d_forward(x, k, s, impl=impl)))
+        cases.append((label + " bwd", _backward_case(
+            lambda impl, x=x, k=k, s=s: K.max_pool2d_forward(x, k, s, impl=impl),
+            K.max_pool2d_backward, rng)))
+    return cases
+
+
+def _backward_case(forward: Callable[[str], Any], backward: Callable[..., Any],
+                   rng: np.random.Generator) -> Callable[[str], Any]:
+    """A callable running only ``backward`` on a cache made once per impl."""
+    made: dict[str, tuple[Any, Any]] = {}
+
+    def run(impl: str) -> Any:
+        if impl not in made:
+            out, cache = forward(impl)
+            made[impl] = (rng.standard_normal(out.shape).astype(out.dtype), cache)
+        dout, cache = made[impl]
+        return backward(dout, cache)
+
+    return run
+
+
+# --- memory ------------------------------------------------------------------------------
+
+def _proc_kib(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _malloc_trim() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_delta(fn: Callable[[], Any]) -> int | None:
+    """Bytes by which the resident set's high-water mark rose above the RSS before ``fn``.
+
+    Linux only: returns freed heap pages to the system (glibc ``malloc_trim``) so that
+    memory kept from an earlier step does not hide this one's, resets ``VmHWM`` through
+    ``/proc/self/clear_refs`` and reads ``/proc/self/status``; None where that is not possible.
+    """
+    gc.collect()
+    _malloc_trim()
+    if not _reset_peak_rss():
+        return None
+    base = _proc_kib("VmRSS")
+    fn()
+    peak = _proc_kib("VmHWM")
+    if base is None or peak is None:
+        return None
+    return max(0, peak - base) * 1024
+
+
+def peak_traced(fn: Callable[[], Any]) -> int:
+    """Peak bytes allocated through Python's allocators (NumPy's included) during ``fn``."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def measure_memory(torch: Any | None) -> dict[str, Any]:
+    """Peak extra memory of one vgg_cifar SGD step (after warm-up), at batch 128 and 1,024.
+
+    glasscnn: tracemalloc peak (NumPy reports its buffers to tracemalloc) and the RSS
+    high-water-mark rise; torch: the RSS high-water-mark rise (its allocator is invisible
+    to tracemalloc). Model, optimizer state and the input batch exist before the
+    measurement, so the figures are activations, gradients and workspace.
+    """
+    result: dict[str, Any] = {}
+    for batch in (128, 1024):
+        case = training_case("vgg", batch, torch if batch == 128 else None)
+        case.ours()
+        result[f"ours_traced_{batch}"] = peak_traced(case.ours)
+        result[f"ours_rss_{batch}"] = peak_rss_delta(case.ours)
+        if case.theirs is not None:
+            case.theirs()
+            result[f"torch_rss_{batch}"] = peak_rss_delta(case.theirs)
+        del case
+        gc.collect()
+    return result
+
+
+# --- the report ------------------------------------------------------------------------------
+
+def _ms(values: list[float]) -> str:
+    return (f"{min(values) * 1e3:9.2f} {statistics.median(values) * 1e3:9.2f} "
+            f"{max(values) * 1e3:9.2f}")
+
+
+def _mib(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:.1f} MiB"
+
+
+def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = True,
+                  repeat: int = 10, epoch_batches: int | None = None,
+                  echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the chosen workloads and print the report line by line through ``echo``.
+
+    Args:
+        workloads: names from ``WORKLOADS``.
+        compare_torch: time torch twins alongside (needs torch installed).
+        repeat: timed runs per workload (the epoch runs once).
+        epoch_batches: stop the Fashion-MNIST epoch after this many batches (None: whole).
+        echo: where each line of the report goes.
+
+    Returns:
+        ``{"timings": [Timing], "sgemm_gflops": float, "memory": dict or None, ...}``.
+    """
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown:
+        raise ValueError(f"bench: unknown workloads {unknown}; choose from {list(WORKLOADS)}")
+    torch = None
+    if compare_torch:
+        import torch
+
+        torch.set_num_threads(THREADS)
+    if not env_ready():
+        echo("warning: thread settings not in the environment "
+             f"({' '.join(f'{k}={v}' for k, v in ENV.items())}); ratios may be wrong")
+    peak = measure_sgemm()
+    echo(f"threads {THREADS}; " + " ".join(f"{k}={os.environ.get(k, '')}" for k in ENV))
+    echo(f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch else ""))
+    echo(f"sgemm 2048³ float32 peak: {peak:.1f} GFLOP/s (measured now)")
+    echo("")
+    report: dict[str, Any] = {"sgemm_gflops": peak, "timings": [], "memory": None}
+    head = (f"{'workload':<34} {'ours min/med/max ms':>29}  {'torch min/med/max ms':>29}  "
+            f"{'ratio':>6} {'target':>6}  {'GFLOP/s ours/torch (% peak)':>28}")
+    step_names = {
+        "alexnet_b1": "alexnet_cifar33 infer b1",
+        "alexnet_b64": "alexnet_cifar33 infer b64",
+        "three_layer": "three_layer Adam step b50",
+        "vgg": "vgg_cifar SGD-m step b128",
+        "lenet_bn": "lenet_bn SGD-m step b128",
+    }
+    printed_head = False
+    for name in workloads:
+        if name not in step_names:
+            continue
+        if not printed_head:
+            echo(head)
+            echo("-" * len(head))
+            printed_head = True
+        if name.startswith("alexnet"):
+            case = inference_case(1 if name == "alexnet_b1" else 64, torch)
+        else:
+            batch = 50 if name == "three_layer" else 128
+            case = training_case(name, batch, torch)
+        reps = repeat * 3 if name == "alexnet_b1" else repeat
+        ours, theirs = interleave(case.ours, case.theirs, reps)
+        t = Timing(step_names[name], ours, theirs, case.flops)
+        report["timings"].append(t)
+        ratio = t.ratio()
+        g_ours = case.flops / statistics.median(ours) / 1e9
+        gflops = f"{g_ours:6.1f} ({100 * g_ours / peak:3.0f}%)"
+        if theirs:
+            g_t = case.flops / statistics.median(theirs) / 1e9
+            gflops += f" / {g_t:6.1f} ({100 * g_t / peak:3.0f}%)"
+        echo(f"{t.name:<34} {_ms(ours):>29}  {_ms(theirs) if theirs else '—':>29}  "
+             f"{'—' if ratio is None else f'{ratio:6.2f}':>6} {TARGETS[name]:>6.1f}  {gflops}")
+    if "epoch" in workloads:
+        _epoch_report(torch, epoch_batches, echo, report)
+    if "kernels" in workloads:
+        _kernel_report(echo, report)
+    if "memory" in workloads:
+        _memory_report(torch, echo, report)
+    return report
+
+
+def _epoch_report(torch: Any, epoch_batches: int | None, echo: Callable[[str], None],
+                  report: dict[str, Any]) -> None:
+    echo("")
+    try:
+        ours, theirs, images = epoch_case(torch, max_batches=epoch_batches)
+    except FileNotFoundError as err:
+        echo(f"lenet_bn Fashion-MNIST epoch: skipped ({err})")
+        return
+    line = (f"lenet_bn Fashion-MNIST epoch (DataLoader, b128, {images} images): "
+            f"ours {images / ours:,.0f} img/s ({ours:.1f} s)")
+    if theirs is not None:
+        line += f", torch {images / theirs:,.0f} img/s ({theirs:.1f} s), ratio {ours / theirs:.2f}"
+    echo(line)
+    report["epoch"] = {"ours_s": ours, "torch_s": theirs, "images": images}
+
+
+def _kernel_report(echo: Callable[[str], None], report: dict[str, Any]) -> None:
+    echo("")
+    head = f"{'fast vs naive':<50} {'naive ms':>10} {'fast ms':>9} {'speed-up':>9}"
+    echo(head)
+    echo("-" * len(head))
+    rows = []
+    for label, fn in kernel_cases():
+        naive, _ = interleave(lambda fn=fn: fn("naive"), None, 1, warmup=0)
+        fast, _ = interleave(lambda fn=fn: fn("fast"), None, 10, warmup=1)
+        n_s, f_s = min(naive), statistics.median(fast)
+        rows.append((label, n_s, f_s))
+        echo(f"{label:<50} {n_s * 1e3:10.1f} {f_s * 1e3:9.3f} {n_s / f_s:8.0f}x")
+    report["kernels"] = rows
+
+
+def _memory_report(torch: Any, echo: Callable[[str], None], report: dict[str, Any]) -> None:
+    echo("")
+    mem = measure_memory(torch)
+    report["memory"] = mem
+    echo("peak extra memory of one vgg_cifar SGD step (tracemalloc peak for glasscnn; "
+         "RSS high-water-mark rise for both):")
+    echo(f"  batch 128:  glasscnn {_mib(mem['ours_traced_128'])} traced, "
+         f"{_mib(mem['ours_rss_128'])} RSS;  torch {_mib(mem.get('torch_rss_128'))} RSS")
+    echo(f"  batch 1024: glasscnn {_mib(mem['ours_traced_1024'])} traced, "
+         f"{_mib(mem['ours_rss_1024'])} RSS")
+    if mem.get("torch_rss_128"):
+        echo(f"  glasscnn ÷ torch at 128: traced ÷ torch RSS "
+             f"{mem['ours_traced_128'] / mem['torch_rss_128']:.2f}, RSS ÷ RSS "
+             f"{(mem['ours_rss_128'] or 0) / mem['torch_rss_128']:.2f}  (target ≤ 2)")
+    echo(f"  batch 1024 ÷ batch 128 (traced): "
+         f"{mem['ours_traced_1024'] / mem['ours_traced_128']:.2f}  (target ≤ 8)")
+
+
+# --- profile by category -----------------------------------------------------------------
+
+CATEGORIES = ("GEMM", "im2col", "col2im", "pooling", "elementwise", "optimizer", "other")
+_CONV_COPIES = {"_im2col": "im2col", "_im2col_k_major": "im2col", "_pad_nhwc": "im2col",
+                "_dx_col2im": "col2im"}
+
+
+def _category(func: tuple[str, int, str]) -> str | None:
+    """The category of a profiled function ``(file, line, name)``; None for built-ins."""
+    path, _, name = func
+    path = path.replace("\\", "/")
+    if "/glasscnn/kernels/conv.py" in path:
+        return _CONV_COPIES.get(name, "GEMM")
+    if "/glasscnn/kernels/linear.py" in path:
+        return "GEMM"
+    if "/glasscnn/kernels/pool.py" in path:
+        return "pooling"
+    if "/glasscnn/kernels/" in path:
+        return "elementwise"
+    if "/glasscnn/optim/" in path:
+        return "optimizer"
+    if path.startswith("~") or path == "":
+        return None
+    return "other"
+
+
+def profile_step(name: str = "vgg", batch: int = 128, steps: int = 5) -> dict[str, float]:
+    """Seconds per step spent in each of ``CATEGORIES`` during a training step (cProfile).
+
+    Each function's own time goes to its category: conv helpers that copy windows (im2col,
+    padding) or scatter them back (col2im, whose one GEMM is counted with it) by name, the
+    rest of the conv and linear kernels (GEMMs and their output copies) to GEMM, pool.py to
+    pooling, other kernels to elementwise, optim/ to optimizer; a built-in (a NumPy call)
+    goes to the category of the function that called it.
+    """
+    import cProfile
+    import pstats
+
+    case = training_case(name, batch, None)
+    for _ in range(2):
+        case.ours()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(steps):
+        case.ours()
+    prof.disable()
+    totals = dict.fromkeys(CATEGORIES, 0.0)
+    for func, (_, _, tt, _, callers) in pstats.Stats(prof).stats.items():
+        cat = _category(func)
+        if cat is not None:
+            totals[cat] += tt
+            continue
+        for caller, edge in callers.items():
+            totals[_category(caller) or "other"] += edge[2]
+    return {k: v / steps for k, v in totals.items()}
+
+
+def print_profile(profile: dict[str, float], echo: Callable[[str], None] = print) -> None:
+    """Print a profile from :func:`profile_step` as ms per step and percent."""
+    total = sum(profile.values())
+    echo(f"{'category':<12} {'ms/step':>9} {'share':>7}")
+    for cat, sec in profile.items():
+        echo(f"{cat:<12} {sec * 1e3:9.1f} {100 * sec / total:6.1f}%")
+    echo(f"{'total':<12} {total * 1e3:9.1f}")
