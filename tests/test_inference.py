@@ -26,7 +26,13 @@ from glasscnn.inference import (
     predict,
     softmax,
 )
-from glasscnn.io import CheckpointError, CheckpointMismatchError, UnsafePickleError, save_state_dict
+from glasscnn.io import (
+    CheckpointError,
+    CheckpointMismatchError,
+    UnsafePickleError,
+    save_state_dict,
+    to_torch,
+)
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -133,10 +139,9 @@ def test_seed_checkpoint_predict_matches_hand_pipeline(seed_npz, cifar_pngs, cap
 
 def test_seed_checkpoint_agrees_with_torch(torch, seed_npz, cifar_pngs):
     """The same pictures through the torch twin of alexnet_cifar33 give the same classes."""
-    from torch_twins import to_torch
 
     result = predict(seed_npz, cifar_pngs, model_name="alexnet_cifar33")
-    twin = to_torch(models.alexnet_cifar33(), torch).eval()
+    twin = to_torch(models.alexnet_cifar33(), torch, weights=False).eval()
     twin.load_state_dict({k: torch.from_numpy(v) for k, v in np.load(seed_npz).items()})
     x = np.concatenate([seed_pipeline(p) for p in cifar_pngs])
     with torch.no_grad():

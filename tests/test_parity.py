@@ -1,6 +1,6 @@
 """Parity with PyTorch: torch.save → torch-free reader → glasscnn gives torch's logits.
 
-For every zoo model the PyTorch twin (tests/torch_twins.py) is built with torch's own
+For every zoo model the PyTorch twin (glasscnn.io.to_torch) is built with torch's own
 initialisation, its ``state_dict`` saved with ``torch.save``, and the file loaded into
 glasscnn by ``glasscnn.inference.load_model`` (which reads ``.pth`` without torch). Logits
 must agree to a relative 1e-4 (float32) and the argmax predictions exactly, on real
@@ -18,10 +18,10 @@ import dataclasses
 import numpy as np
 import pytest
 from datasets_helper import load_or_skip
-from torch_twins import to_torch
 
 from glasscnn import models
 from glasscnn.inference import load_model, predict
+from glasscnn.io import to_torch
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -75,7 +75,7 @@ def compare(name: str, kind: str, got: np.ndarray, want: np.ndarray) -> None:
 def test_zoo_model_matches_torch(name, kwargs, n_real, n_random, torch, fashion_test,
                                  tmp_path):
     torch.manual_seed(0)
-    twin = to_torch(models.get(name, **kwargs), torch)
+    twin = to_torch(models.get(name, **kwargs), torch, weights=False)
     randomize_norm(twin, torch, 1)
     twin.eval()
     path = tmp_path / f"{name}.pth"
@@ -108,7 +108,7 @@ def test_mnist_net_trained_in_torch_1000_test_pictures(torch, fashion_test, tmp_
     """
     train = load_or_skip("fashion-mnist", "train")
     torch.manual_seed(0)
-    twin = to_torch(models.mnist_net(), torch)
+    twin = to_torch(models.mnist_net(), torch, weights=False)
     images = torch.from_numpy((train.images[:12000] / 255 - 0.5).astype(np.float32) / 0.5)
     labels = torch.from_numpy(train.labels[:12000])
     optimizer = torch.optim.Adam(twin.parameters(), lr=2e-3)

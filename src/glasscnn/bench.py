@@ -19,7 +19,6 @@ import os
 import statistics
 import time
 import tracemalloc
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,8 @@ import numpy as np
 
 from glasscnn import kernels as K
 from glasscnn import nn as gnn
+from glasscnn.analysis import analyze
+from glasscnn.io import to_torch
 from glasscnn.models import zoo
 from glasscnn.optim import SGD, Adam
 
@@ -91,64 +92,8 @@ def interleave(ours: Callable[[], Any], theirs: Callable[[], Any] | None, repeat
 
 
 def model_macs(model: gnn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of the conv and fc layers of ``model`` for one input batch."""
-    total = 0
-
-    def walk(module: gnn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
-        nonlocal total
-        if isinstance(module, gnn.Sequential):
-            for child in module:
-                shape = walk(child, shape)
-            return shape
-        out = module.output_shape(shape)
-        if isinstance(module, gnn.Conv2d):
-            kh, kw = module.kernel_size
-            total += int(np.prod(out)) * module.in_channels * kh * kw
-        elif isinstance(module, gnn.Linear):
-            total += out[0] * module.in_features * module.out_features
-        return out
-
-    walk(model, tuple(input_shape))
-    return total
-
-
-def to_torch(module: gnn.Module, torch: Any) -> Any:
-    """A torch module with the same layers and state_dict keys as ``module``, weights copied.
-
-    Supports the layers of the zoo's plain networks (no residual blocks).
-    """
-    twin = _twin(module, torch)
-    state = {k: torch.from_numpy(np.array(v)) for k, v in module.state_dict().items()}
-    twin.load_state_dict(state, strict=True)
-    return twin
-
-
-def _twin(module: gnn.Module, torch: Any) -> Any:
-    """The torch layer of the same arguments as ``module`` (recursively for Sequential)."""
-    nn = torch.nn
-    if isinstance(module, gnn.Sequential):
-        return nn.Sequential(OrderedDict(
-            (name, _twin(child, torch)) for name, child in module.named_children()))
-    if isinstance(module, gnn.Conv2d):
-        return nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
-                         module.stride, module.padding, module.dilation,
-                         bias=module.bias is not None)
-    if isinstance(module, gnn.Linear):
-        return nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
-    if isinstance(module, gnn.MaxPool2d):
-        return nn.MaxPool2d(module.kernel_size, module.stride, module.padding)
-    if isinstance(module, gnn.AdaptiveAvgPool2d):
-        return nn.AdaptiveAvgPool2d(module.output_size)
-    if isinstance(module, gnn.BatchNorm2d):
-        return nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine)
-    if isinstance(module, gnn.BatchNorm1d):
-        return nn.BatchNorm1d(module.num_features, module.eps, module.momentum, module.affine)
-    if isinstance(module, gnn.Dropout):
-        return nn.Dropout(module.p)
-    simple = {gnn.ReLU: nn.ReLU, gnn.Flatten: nn.Flatten}
-    if type(module) in simple:
-        return simple[type(module)]()
-    raise ValueError(f"bench: no torch twin for layer {type(module).__name__}")
+    """Multiply-accumulates of the weights of ``model`` for one input batch (N, C, H, W)."""
+    return int(analyze(model, tuple(input_shape[1:]), batch_size=input_shape[0]).totals["macs"])
 
 
 def measure_sgemm(n: int = 2048, repeat: int = 5) -> float:
@@ -166,7 +111,6 @@ def measure_sgemm(n: int = 2048, repeat: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-# --- workloads ---------------------------------------------------------------------------
 
 def _batch(shape: tuple[int, ...], classes: int = 10, seed: int = 0) -> tuple[Any, Any]:
     rng = np.random.default_rng(seed)
@@ -352,7 +296,6 @@ def _backward_case(forward: Callable[[str], Any], backward: Callable[..., Any],
     return run
 
 
-# --- memory ------------------------------------------------------------------------------
 
 def _proc_kib(field_name: str) -> int | None:
     try:
@@ -435,7 +378,6 @@ def measure_memory(torch: Any | None) -> dict[str, Any]:
     return result
 
 
-# --- the report ------------------------------------------------------------------------------
 
 def _ms(values: list[float]) -> str:
     return (f"{min(values) * 1e3:9.2f} {statistics.median(values) * 1e3:9.2f} "
@@ -570,7 +512,6 @@ def _memory_report(torch: Any, echo: Callable[[str], None], report: dict[str, An
          f"{mem['ours_traced_1024'] / mem['ours_traced_128']:.2f}  (target ≤ 8)")
 
 
-# --- profile by category -----------------------------------------------------------------
 
 CATEGORIES = ("GEMM", "im2col", "col2im", "pooling", "elementwise", "optimizer", "other")
 _CONV_COPIES = {"_im2col": "im2col", "_im2col_k_major": "im2col", "_pad_nhwc": "im2col",

@@ -15,6 +15,7 @@ from glasscnn.io.api import (
 )
 from glasscnn.io.mapping import MatchReport, match_report, remap_keys
 from glasscnn.io.npz import load_npz, save_npz
+from glasscnn.io.onnx_export import export_onnx
 from glasscnn.io.safetensors import load_safetensors, safetensors_metadata, save_safetensors
 from glasscnn.io.torch_pickle import (
     CheckpointError,
@@ -24,6 +25,7 @@ from glasscnn.io.torch_pickle import (
     read_torch_checkpoint,
     save_torch,
 )
+from glasscnn.io.torch_twin import to_torch
 
 __all__ = [
     "FORMATS",
@@ -31,6 +33,7 @@ __all__ = [
     "CheckpointMismatchError",
     "MatchReport",
     "UnsafePickleError",
+    "export_onnx",
     "extract_state_dict",
     "format_of",
     "load_into",
@@ -46,4 +49,5 @@ __all__ = [
     "save_safetensors",
     "save_state_dict",
     "save_torch",
+    "to_torch",
 ]

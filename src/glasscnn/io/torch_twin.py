@@ -1,0 +1,99 @@
+"""Build the PyTorch twin of a glasscnn module: same layers, same state_dict keys, same weights.
+
+torch is never imported by glasscnn itself: pass the module in, or let ``to_torch`` import
+it when called.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+import glasscnn.nn as gnn
+
+
+def to_torch(module: gnn.Module, torch: Any = None, weights: bool = True) -> Any:
+    """Return a ``torch.nn.Module`` mirroring ``module``.
+
+    Every glasscnn layer maps to the torch layer of the same arguments; ``Sequential`` keeps
+    its child names, so the state_dict keys agree; ``ResidualBlock`` becomes a small torch
+    module with the same children and forward.
+
+    Args:
+        module: a glasscnn module built from the layers of ``glasscnn.nn``.
+        torch: the ``torch`` module (imported here when ``None``).
+        weights: copy parameters and buffers (and the dtype) from ``module``; otherwise the
+            twin keeps torch's own initialisation in float32.
+
+    Returns:
+        The torch module, in the same train/eval mode as ``module``.
+
+    Raises:
+        ValueError: a layer has no torch counterpart (named in the message).
+    """
+    if torch is None:
+        import torch
+    twin = _twin(module, torch)
+    if weights:
+        dtypes = {p.data.dtype for p in module.parameters()}
+        if dtypes == {np.dtype(np.float64)}:
+            twin = twin.to(torch.float64)
+        state = {k: torch.from_numpy(np.array(v)) for k, v in module.state_dict().items()}
+        twin.load_state_dict(state, strict=True)
+    return twin.train(module.training)
+
+
+def _twin(module: gnn.Module, torch: Any) -> Any:
+    nn = torch.nn
+    if isinstance(module, gnn.Sequential):
+        return nn.Sequential(OrderedDict(
+            (name, _twin(child, torch)) for name, child in module.named_children()
+        ))
+    if isinstance(module, gnn.ResidualBlock):
+        return _residual_twin(module, torch)
+    if isinstance(module, gnn.Conv2d):
+        return nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
+                         module.stride, module.padding, module.dilation,
+                         bias=module.bias is not None)
+    if isinstance(module, gnn.Linear):
+        return nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+    if isinstance(module, gnn.MaxPool2d):
+        return nn.MaxPool2d(module.kernel_size, module.stride, module.padding)
+    if isinstance(module, gnn.AvgPool2d):
+        return nn.AvgPool2d(module.kernel_size, module.stride, module.padding,
+                            count_include_pad=module.count_include_pad)
+    if isinstance(module, gnn.AdaptiveAvgPool2d):
+        return nn.AdaptiveAvgPool2d(module.output_size)
+    if isinstance(module, gnn.BatchNorm2d):
+        return nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine)
+    if isinstance(module, gnn.BatchNorm1d):
+        return nn.BatchNorm1d(module.num_features, module.eps, module.momentum, module.affine)
+    if isinstance(module, gnn.Dropout):
+        return nn.Dropout(module.p)
+    if isinstance(module, gnn.Flatten):
+        return nn.Flatten(module.start_dim)
+    simple = {gnn.ReLU: nn.ReLU, gnn.Sigmoid: nn.Sigmoid}
+    if type(module) in simple:
+        return simple[type(module)]()
+    raise ValueError(f"to_torch: no PyTorch counterpart for layer {type(module).__name__}")
+
+
+def _residual_twin(block: gnn.ResidualBlock, torch: Any) -> Any:
+    main = [name for name, m in block.named_children() if m in block.main_path()]
+
+    class ResidualBlock(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            for name, child in block.named_children():
+                setattr(self, name, _twin(child, torch))
+
+        def forward(self, x: Any) -> Any:
+            h = x
+            for name in main:
+                h = getattr(self, name)(h)
+            s = self.shortcut(x) if hasattr(self, "shortcut") else x
+            return self.relu2(h + s)
+
+    return ResidualBlock()
