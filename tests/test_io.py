@@ -608,3 +608,18 @@ def test_torchscript_archive_is_refused(torch, tmp_path):
     torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
     with pytest.raises(CheckpointError, match="TorchScript"):
         load_state_dict(path)
+
+
+def test_to_torch_copies_weights_and_rejects_unknown_layers(torch):
+    from glasscnn import nn as gnn
+    from glasscnn.io import to_torch
+
+    class Odd(gnn.Module):
+        pass
+
+    net = gnn.Sequential(gnn.Linear(3, 2, dtype=np.float64), gnn.Sigmoid())
+    twin = to_torch(net, torch)
+    assert twin[0].weight.dtype == torch.float64
+    np.testing.assert_array_equal(twin[0].weight.detach().numpy(), net[0].weight.data)
+    with pytest.raises(ValueError, match="no PyTorch counterpart for layer Odd"):
+        to_torch(gnn.Sequential(Odd()), torch)
