@@ -29,6 +29,9 @@ from glasscnn import kernels as K
 from glasscnn import nn as gnn
 from glasscnn.analysis import analyze
 from glasscnn.io import to_torch
+from glasscnn.kernels._parallel import ENV as THREADS_ENV
+from glasscnn.kernels._parallel import blas_found, single_threaded
+from glasscnn.kernels._parallel import threads as kernel_threads
 from glasscnn.models import zoo
 from glasscnn.optim import SGD, Adam
 
@@ -416,6 +419,9 @@ def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = 
              f"({' '.join(f'{k}={v}' for k, v in ENV.items())}); ratios may be wrong")
     peak = measure_sgemm()
     echo(f"threads {THREADS}; " + " ".join(f"{k}={os.environ.get(k, '')}" for k in ENV))
+    echo(f"glasscnn kernel threads {kernel_threads()} ({THREADS_ENV}="
+         f"{os.environ.get(THREADS_ENV, '')}); NumPy's OpenBLAS "
+         + ("found" if blas_found() else "not found: kernel thread pool off"))
     echo(f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch else ""))
     echo(f"sgemm 2048³ float32 peak: {peak:.1f} GFLOP/s (measured now)")
     echo("")
@@ -515,7 +521,7 @@ def _memory_report(torch: Any, echo: Callable[[str], None], report: dict[str, An
 
 CATEGORIES = ("GEMM", "im2col", "col2im", "pooling", "elementwise", "optimizer", "other")
 _CONV_COPIES = {"_im2col": "im2col", "_im2col_k_major": "im2col", "_pad_nhwc": "im2col",
-                "_dx_col2im": "col2im"}
+                "_pad_nchw": "im2col", "_dx_col2im": "col2im"}
 
 
 def _category(func: tuple[str, int, str]) -> str | None:
@@ -544,19 +550,22 @@ def profile_step(name: str = "vgg", batch: int = 128, steps: int = 5) -> dict[st
     padding) or scatter them back (col2im, whose one GEMM is counted with it) by name, the
     rest of the conv and linear kernels (GEMMs and their output copies) to GEMM, pool.py to
     pooling, other kernels to elementwise, optim/ to optimizer; a built-in (a NumPy call)
-    goes to the category of the function that called it.
+    goes to the category of the function that called it. The step runs single-threaded
+    (``glasscnn.kernels._parallel.single_threaded``), so the times are CPU time per
+    category, not the wall time of a two-thread step.
     """
     import cProfile
     import pstats
 
     case = training_case(name, batch, None)
-    for _ in range(2):
-        case.ours()
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(steps):
-        case.ours()
-    prof.disable()
+    with single_threaded():  # cProfile sees one thread: run every chunk on it
+        for _ in range(2):
+            case.ours()
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(steps):
+            case.ours()
+        prof.disable()
     totals = dict.fromkeys(CATEGORIES, 0.0)
     for func, (_, _, tt, _, callers) in pstats.Stats(prof).stats.items():
         cat = _category(func)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from glasscnn.kernels import _parallel
 from glasscnn.kernels._common import (
     check_impl,
     check_ndim,
@@ -20,7 +21,17 @@ from glasscnn.kernels._common import (
 )
 
 OP = "conv2d"
-CHUNK_BYTES = 8 * 2**20  # bound on one chunk's im2col buffer
+# bound on one chunk's im2col buffer: chunks that stay in the 2 MiB L2 cache between the
+# im2col copy and the GEMM were measured fastest (1-2 MiB against 8 MiB: 1.15× on a vgg step)
+CHUNK_BYTES = 2 * 2**20
+# ... unless a GEMM would get fewer rows (N*H_out*W_out) than this: too thin to run fast
+MIN_ROWS = 512
+# fewer input channels than this: NCHW (K-major) im2col; channels-last copies of 3-channel
+# pixels are slow (measured 1.75× on a vgg step's first layer)
+K_MAJOR_CHANNELS = 8
+# a layer's im2col must have at least this many elements for its chunks to go to the thread
+# pool: below it, handing chunks to a second thread costs more than it saves (measured)
+PARALLEL_MIN_ELEMENTS = 2**18
 
 
 def conv2d_forward(
@@ -181,31 +192,50 @@ def _backward_naive(dout, x, weight, stride, padding, dilation):
     return np.ascontiguousarray(dx_pad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]), dw
 
 
-def _chunks(n, bytes_per_image):
-    """Split range(n) into balanced slices whose im2col buffers stay under CHUNK_BYTES."""
-    per_chunk = max(1, CHUNK_BYTES // max(1, bytes_per_image))
-    count = max(1, -(-n // per_chunk))
+def _chunks(n, bytes_per_image, parts=1, min_images=1):
+    """Split range(n) into balanced slices whose im2col buffers stay under CHUNK_BYTES.
+
+    ``parts``: at least this many slices (as many as there are images at most), so that
+    every thread of a parallel section gets work. ``min_images``: at least this many images
+    per slice (it may lift the buffer over CHUNK_BYTES), so that each GEMM keeps enough rows.
+    """
+    per_chunk = max(1, min_images, CHUNK_BYTES // max(1, bytes_per_image))
+    count = min(max(n, 1), max(parts, -(-n // per_chunk)))
     size = max(1, -(-n // count))
     return [slice(start, min(n, start + size)) for start in range(0, max(n, 1), size)]
 
 
-def _pad_nhwc(x_nhwc, pad_h, pad_w):
-    """Zero-padded contiguous copy (N, H + 2*pad_h, W + 2*pad_w, C) of an NHWC array or view."""
-    xp = get_xp(x_nhwc)
-    n, h, w, c = x_nhwc.shape
-    out = xp.zeros((n, h + 2 * pad_h, w + 2 * pad_w, c), dtype=x_nhwc.dtype)
-    xp.copyto(out[:, pad_h:pad_h + h, pad_w:pad_w + w], x_nhwc)
+def _train_chunks(n, positions, bytes_per_image, slots):
+    """Batch chunks of the training-size path: about CHUNK_BYTES of im2col and at least
+    MIN_ROWS GEMM rows, but never over 4 × CHUNK_BYTES (more than one image)."""
+    min_images = min(-(-MIN_ROWS // positions), 4 * CHUNK_BYTES // max(1, bytes_per_image))
+    return _chunks(n, bytes_per_image, parts=slots, min_images=min_images)
+
+
+def _pad_nhwc(x_nhwc, pad_h, pad_w, out):
+    """Copy an NHWC array or view (N, H, W, C) into the interior of ``out``.
+
+    ``out`` is (N, H + 2*pad_h, W + 2*pad_w, C) with a zero border (the caller zeroes it
+    once and reuses it for every chunk). Returns ``out``.
+    """
+    h, w = x_nhwc.shape[1:3]
+    get_xp(out).copyto(out[:, pad_h:pad_h + h, pad_w:pad_w + w], x_nhwc)
     return out
 
 
-def _pad_nchw(x, pad_h, pad_w):
-    """Zero-padded contiguous copy (N, C, H + 2*pad_h, W + 2*pad_w) of an NCHW array; ``x``
-    itself when there is no padding and it is contiguous."""
+def _pad_nchw(x, pad_h, pad_w, out=None):
+    """Zero-padded contiguous (N, C, H + 2*pad_h, W + 2*pad_w) copy of an NCHW array.
+
+    Written into the interior of ``out`` when given (its border zeroed by the caller, as
+    for :func:`_pad_nhwc`); else a new array, or ``x`` itself when there is no padding and
+    it is contiguous.
+    """
     xp = get_xp(x)
-    if pad_h == 0 and pad_w == 0:
-        return xp.ascontiguousarray(x)
     n, c, h, w = x.shape
-    out = xp.zeros((n, c, h + 2 * pad_h, w + 2 * pad_w), dtype=x.dtype)
+    if out is None:
+        if pad_h == 0 and pad_w == 0:
+            return xp.ascontiguousarray(x)
+        out = xp.zeros((n, c, h + 2 * pad_h, w + 2 * pad_w), dtype=x.dtype)
     xp.copyto(out[:, :, pad_h:pad_h + h, pad_w:pad_w + w], x)
     return out
 
@@ -249,7 +279,72 @@ def _im2col_k_major(x_pad, kernel, stride, dilation, out_hw, buf):
 
 
 def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw):
-    """im2col + one GEMM per batch chunk (bounded buffer), in the layout that copies least."""
+    """im2col + one GEMM per batch chunk (bounded buffer), in the layout that copies least.
+
+    Channels-last im2col, or K-major (NCHW) with fewer than ``K_MAJOR_CHANNELS`` input
+    channels. The chunks run on the kernels' thread pool (``_parallel``) where
+    :func:`_slots` says so, each thread with its own buffers, allocated once per call.
+    """
+    xp = get_xp(x)
+    n, c_in = x.shape[:2]
+    c_out, _, kh, kw = weight.shape
+    positions = out_hw[0] * out_hw[1]
+    k = kh * kw * c_in
+    # few output positions, big weight (small-batch inference): K-major, no weight copy
+    if n * positions <= 2 * c_out:
+        return _forward_k_major(x, weight, bias, stride, padding, dilation, out_hw)
+    nchw = c_in < K_MAJOR_CHANNELS
+    slots = _slots(xp, n, positions, k)
+    chunks = _train_chunks(n, positions, positions * k * x.itemsize, slots)
+    nb_max = chunks[0].stop - chunks[0].start
+    x_pads = _pad_buffers(xp, x, padding, nb_max, slots, nchw)
+    bufs = [xp.empty(nb_max * positions * k, x.dtype) for _ in range(slots)]
+    results = [xp.empty(nb_max * positions * c_out, x.dtype) for _ in range(slots)]
+    out = xp.empty((n, c_out, *out_hw), dtype=x.dtype)
+    if nchw:
+        w_mat = weight.reshape(c_out, k)  # (C_out, K), K ordered (C_in, kH, kW)
+    else:
+        w_mat = weight.transpose(0, 2, 3, 1).reshape(c_out, k)  # K ordered (kH, kW, C_in)
+
+    def chunk(i, slot):
+        ch = chunks[i]
+        nb = ch.stop - ch.start
+        rows = nb * positions
+        if nchw:
+            x_pad = _pad_nchw(x[ch], *padding, x_pads[slot][:nb])
+            cols = _im2col_k_major(x_pad, (kh, kw), stride, dilation, out_hw, bufs[slot])
+            res = xp.matmul(w_mat, cols, out=results[slot][:rows * c_out].reshape(c_out, rows))
+            res = res.reshape(c_out, nb, positions).transpose(1, 0, 2)  # (C_out, K) @ (K, nb*P)
+        else:
+            # channels-last im2col: one copy of a strided window view, then one GEMM
+            x_nhwc = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding, x_pads[slot][:nb])
+            cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, bufs[slot])  # (nb*P, K)
+            res = xp.matmul(cols, w_mat.T, out=results[slot][:rows * c_out].reshape(rows, c_out))
+            res = res.reshape(nb, positions, c_out).transpose(0, 2, 1)
+        dst = out[ch].reshape(nb, c_out, positions)
+        if bias is None:
+            xp.copyto(dst, res)
+        else:
+            xp.add(res, bias[:, None], out=dst)
+
+    _parallel.run_chunks(chunk, len(chunks), slots)
+    return out
+
+
+def _pad_buffers(xp, x, padding, nb_max, slots, nchw):
+    """One zeroed padded-input buffer per thread, NCHW or NHWC, for chunks of ``nb_max``."""
+    _, c, h, w = x.shape
+    hw = (h + 2 * padding[0], w + 2 * padding[1])
+    shape = (nb_max, c, *hw) if nchw else (nb_max, *hw, c)
+    return [xp.zeros(shape, x.dtype) for _ in range(slots)]
+
+
+def _forward_k_major(x, weight, bias, stride, padding, dilation, out_hw):
+    """K-major im2col (K, N*P) + one GEMM per chunk, each GEMM split over the thread pool.
+
+    For few output positions and many filters (small-batch inference): the OIHW weight is
+    already the (C_out, K) matrix, and one image's output is written by the GEMM in place.
+    """
     xp = get_xp(x)
     c_out, c_in, kh, kw = weight.shape
     positions = out_hw[0] * out_hw[1]
@@ -257,29 +352,18 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw):
     chunks = _chunks(x.shape[0], positions * k * x.itemsize)
     buf = xp.empty((chunks[0].stop - chunks[0].start) * positions * k, x.dtype)
     out = xp.empty((x.shape[0], c_out, *out_hw), dtype=x.dtype)
-    # few output positions, big weight (small-batch inference): K-major, no weight copy
-    k_major = x.shape[0] * positions <= 2 * c_out
-    if k_major:
-        w_mat = weight.reshape(c_out, k)  # (C_out, K), K ordered (C_in, kH, kW)
-    else:
-        w_mat = weight.transpose(0, 2, 3, 1).reshape(c_out, k)  # K ordered (kH, kW, C_in)
+    w_mat = weight.reshape(c_out, k)  # (C_out, K), K ordered (C_in, kH, kW)
     for ch in chunks:
         nb = ch.stop - ch.start
         dst = out[ch].reshape(nb, c_out, positions)
-        if k_major:
-            x_pad = _pad_nchw(x[ch], *padding)
-            cols = _im2col_k_major(x_pad, (kh, kw), stride, dilation, out_hw, buf)  # (K, nb*P)
-            if nb == 1:  # one image: the GEMM writes the output in place
-                xp.matmul(w_mat, cols, out=dst[0])
-                if bias is not None:
-                    dst += bias[:, None]
-                continue
-            res = (w_mat @ cols).reshape(c_out, nb, positions).transpose(1, 0, 2)
-        else:
-            # channels-last im2col: one copy of a strided window view, then one GEMM
-            x_nhwc = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding)
-            cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, buf)  # (nb*P, K)
-            res = (cols @ w_mat.T).reshape(nb, positions, c_out).transpose(0, 2, 1)
+        x_pad = _pad_nchw(x[ch], *padding)
+        cols = _im2col_k_major(x_pad, (kh, kw), stride, dilation, out_hw, buf)  # (K, nb*P)
+        if nb == 1:  # one image: the GEMM writes the output in place
+            _matmul(xp, w_mat, cols, out=dst[0])  # (C_out, K) @ (K, P)
+            if bias is not None:
+                dst += bias[:, None]
+            continue
+        res = _matmul(xp, w_mat, cols).reshape(c_out, nb, positions).transpose(1, 0, 2)
         if bias is None:
             xp.copyto(dst, res)
         else:
@@ -288,7 +372,12 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw):
 
 
 def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True):
-    """dW: channels-last im2col + GEMM; dx: conv of dout with the flipped kernel, or col2im."""
+    """dW: channels-last im2col + GEMM; dx: conv of dout with the flipped kernel, or col2im.
+
+    The chunks run on the kernels' thread pool where :func:`_slots` says so; each thread
+    has its own buffers (allocated once per call) and sums its chunks' dW in its own
+    accumulator.
+    """
     xp = get_xp(dout)
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
@@ -298,47 +387,110 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True):
     # stride 1: convolving dout beats col2im unless its im2col is much the larger
     transposed = need_dx and stride == (1, 1) and h * w * c_out <= 2 * positions * c_in
     per_image = max(positions * k, h * w * kh * kw * c_out if transposed else positions * k)
-    chunks = _chunks(n, per_image * x.itemsize)
-    buf = xp.empty((chunks[0].stop - chunks[0].start) * per_image, x.dtype)
-    dw_mat = xp.empty((c_out, k), dtype=x.dtype)  # K ordered (kH, kW, C_in)
+    slots = _slots(xp, n, positions, k)
+    nchw = c_in < K_MAJOR_CHANNELS
+    chunks = _train_chunks(n, positions, per_image * x.itemsize, slots)
+    nb_max = chunks[0].stop - chunks[0].start
+    x_pads = _pad_buffers(xp, x, padding, nb_max, slots, nchw)
+    bufs = [xp.empty(nb_max * per_image, x.dtype) for _ in range(slots)]
+    d_bufs = [xp.empty(c_out * nb_max * positions, x.dtype) for _ in range(slots)]
+    dw_mats = [xp.empty((k, c_out), dtype=x.dtype) for _ in range(slots)]  # dWᵀ
+    dw_tmp = [xp.empty((k, c_out), dtype=x.dtype) for _ in range(slots)]
+    started = [False] * slots
     dx = xp.empty_like(x) if need_dx else None
-    for i, ch in enumerate(chunks):
+    if transposed:
+        dx_conv = _TransposedConv(xp, weight, padding, dilation, out_hw, (h, w), nb_max, slots)
+
+    def chunk(i, slot):
+        ch = chunks[i]
         nb = ch.stop - ch.start
-        x_nhwc = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding)
-        cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, buf)  # (nb*P, K)
-        d_t = xp.ascontiguousarray(dout[ch].reshape(nb, c_out, positions).transpose(1, 0, 2))
+        if nchw:  # cols (K, nb*P), K ordered (C_in, kH, kW)
+            x_pad = _pad_nchw(x[ch], *padding, x_pads[slot][:nb])
+            cols = _im2col_k_major(x_pad, (kh, kw), stride, dilation, out_hw, bufs[slot])
+        else:  # cols (nb*P, K), K ordered (kH, kW, C_in)
+            x_nhwc = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding, x_pads[slot][:nb])
+            cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, bufs[slot]).T
+        d_t = d_bufs[slot][:c_out * nb * positions].reshape(c_out, nb, positions)
+        xp.copyto(d_t, dout[ch].reshape(nb, c_out, positions).transpose(1, 0, 2))
         d_t = d_t.reshape(c_out, nb * positions)  # (C_out, nb*P)
-        if i == 0:
-            xp.matmul(d_t, cols, out=dw_mat)
+        # dWᵀ = cols @ d_tᵀ, (K, nb*P) @ (nb*P, C_out): with few output channels, the other
+        # orientation (M = C_out, long inner dimension) makes 2-thread OpenBLAS synchronise
+        # per K block and stall for seconds under load
+        if started[slot]:
+            dw_mats[slot] += xp.matmul(cols, d_t.T, out=dw_tmp[slot])
         else:
-            dw_mat += d_t @ cols
+            xp.matmul(cols, d_t.T, out=dw_mats[slot])
+            started[slot] = True
         if not need_dx:
-            continue
+            return
         if transposed:
-            dx_nhwc = _dx_transposed_conv(dout[ch], weight, padding, dilation, (h, w), buf)
-            xp.copyto(dx[ch], dx_nhwc.transpose(0, 3, 1, 2))
+            dx_conv(dout[ch], dx[ch], bufs[slot], slot)
         else:
             dx_pad = _dx_col2im(d_t, weight, (nb, c_in, h, w), padding, stride, dilation, out_hw)
             xp.copyto(dx[ch], dx_pad[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w])
-    dw = dw_mat.reshape(c_out, kh, kw, c_in).transpose(0, 3, 1, 2)
+
+    _parallel.run_chunks(chunk, len(chunks), slots)
+    dw_mat, *others = [m for m, used in zip(dw_mats, started, strict=True) if used]
+    for other in others:
+        dw_mat += other
+    if nchw:
+        dw = dw_mat.T.reshape(c_out, c_in, kh, kw)
+    else:
+        dw = dw_mat.reshape(kh, kw, c_in, c_out).transpose(3, 2, 0, 1)
     return dx, xp.ascontiguousarray(dw)
 
 
-def _dx_transposed_conv(dout, weight, padding, dilation, in_hw, buf):
+def _matmul(xp, a, b, out=None):
+    """``a @ b`` split over the thread pool's threads (``_parallel.matmul``) for NumPy arrays."""
+    if xp is np:
+        return _parallel.matmul(a, b, out=out)
+    return xp.matmul(a, b, out=out)
+
+
+def _slots(xp, n, positions, k):
+    """Threads for a conv layer's batch chunks: the pool's count, or 1 where it does not pay.
+
+    Measured per layer shape (VGG-ish, LeNet, ThreeLayerConvNet and AlexNet layers, batch
+    50-128): two threads with one BLAS thread each beat one thread with two BLAS threads
+    by 1.0-1.7× on every layer large enough (``PARALLEL_MIN_ELEMENTS``), and they are not
+    hit by 2-thread OpenBLAS's stalls on a loaded machine.
+    """
+    if xp is not np or n < 2 or n * positions * k < PARALLEL_MIN_ELEMENTS:
+        return 1
+    return min(n, _parallel.threads())
+
+
+class _TransposedConv:
     """Stride-1 input gradient: dout, padded by D*(K-1) - P, convolved with the flipped kernel.
 
     ``dx[n,ci,h,w] = sum_{co,p,q} w[co,ci,kH-1-p,kW-1-q] * dout_pad[n,co,h+p*D,w+q*D]``;
-    where ``P > D*(K-1)`` the border of dout (windows wholly in the padding) is cropped instead.
-    Returns dx channels-last, (N, H, W, C_in).
+    where ``P > D*(K-1)`` the border of dout (windows wholly in the padding) is cropped
+    instead. Holds per-thread buffers for chunks of up to ``nb_max`` images.
     """
-    c_out, c_in, kh, kw = weight.shape
-    full = [dilation[a] * (weight.shape[2 + a] - 1) - padding[a] for a in (0, 1)]
-    crop = [max(0, -f) for f in full]
-    d_crop = dout[:, :, crop[0]:dout.shape[2] - crop[0], crop[1]:dout.shape[3] - crop[1]]
-    d_pad = _pad_nhwc(d_crop.transpose(0, 2, 3, 1), max(0, full[0]), max(0, full[1]))
-    cols = _im2col(d_pad, (kh, kw), (1, 1), dilation, in_hw, buf)  # (N*H*W, kH*kW*C_out)
-    w_flip = weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * c_out, c_in)
-    return (cols @ w_flip).reshape(dout.shape[0], *in_hw, c_in)
+
+    def __init__(self, xp, weight, padding, dilation, out_hw, in_hw, nb_max, slots):
+        c_out, c_in, kh, kw = weight.shape
+        full = [dilation[a] * (weight.shape[2 + a] - 1) - padding[a] for a in (0, 1)]
+        self.crop = [max(0, -f) for f in full]
+        self.pad = [max(0, f) for f in full]
+        pad_hw = [out_hw[a] - 2 * self.crop[a] + 2 * self.pad[a] for a in (0, 1)]
+        self.xp, self.dilation, self.in_hw = xp, dilation, in_hw
+        self.kernel = (kh, kw)
+        self.d_pads = [xp.zeros((nb_max, *pad_hw, c_out), weight.dtype) for _ in range(slots)]
+        self.results = [xp.empty((nb_max * in_hw[0] * in_hw[1], c_in), weight.dtype)
+                        for _ in range(slots)]
+        # (kH*kW*C_out, C_in), rows ordered (p, q, co) like the channels-last im2col
+        self.w_flip = weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * c_out, c_in)
+
+    def __call__(self, dout, dx, buf, slot):
+        """Write the input gradient of a chunk, dout (nb, C_out, H_out, W_out), into dx (NCHW)."""
+        xp, (c0, c1), (h, w) = self.xp, self.crop, self.in_hw
+        nb = dout.shape[0]
+        d_crop = dout[:, :, c0:dout.shape[2] - c0, c1:dout.shape[3] - c1]
+        d_pad = _pad_nhwc(d_crop.transpose(0, 2, 3, 1), *self.pad, self.d_pads[slot][:nb])
+        cols = _im2col(d_pad, self.kernel, (1, 1), self.dilation, self.in_hw, buf)
+        res = xp.matmul(cols, self.w_flip, out=self.results[slot][:nb * h * w])  # (nb*H*W, C_in)
+        xp.copyto(dx, res.reshape(nb, h, w, -1).transpose(0, 3, 1, 2))
 
 
 def _dx_col2im(d_t, weight, x_shape, padding, stride, dilation, out_hw):

@@ -6,7 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from glasscnn.kernels import _parallel
 from glasscnn.kernels._common import as_float_array, check_dout, check_impl, check_ndim, get_xp
+
+
+def _matmul(xp: Any) -> Any:
+    """The GEMM to use: NumPy's through the kernel thread pool (no 2-thread BLAS stalls)."""
+    return _parallel.matmul if xp is np else xp.matmul
 
 
 def linear_forward(
@@ -52,8 +58,8 @@ def linear_forward(
                     acc += x[i, k] * w[o, k]  # y[i, o] = b[o] + Σ_k x[i, k] · W[o, k]
                 out[i, o] = acc
     else:
-        xp = get_xp(x)
-        out = xp.matmul(x, w.T)  # one GEMM (N, in) @ (in, out)
+        mm = _matmul(get_xp(x))
+        out = mm(x, w.T)  # one GEMM (N, in) @ (in, out), split over the kernel threads
         if b is not None:
             out += b
     cache = {
@@ -97,10 +103,10 @@ def linear_backward(
                     dx[i, k] += g * w[o, k]  # dx[i, k] = Σ_o dout[i, o] · W[o, k]
                     dw[o, k] += g * x[i, k]  # dW[o, k] = Σ_i dout[i, o] · x[i, k]
     else:
-        xp = get_xp(x)
+        mm = _matmul(get_xp(x))
         dout = dout.astype(x.dtype, copy=False)
-        dx = xp.matmul(dout, w) if need_dx else None  # two GEMMs and a column sum
-        dw = xp.matmul(dout.T, x)
+        dx = mm(dout, w) if need_dx else None  # two GEMMs and a column sum
+        dw = mm(dout.T, x)
         db = dout.sum(axis=0) if has_bias else None
     dw = dw.astype(cache["weight_dtype"], copy=False)
     db = db.astype(cache["bias_dtype"], copy=False) if has_bias else None
