@@ -1,5 +1,24 @@
-"""Training: the ``Trainer`` loop, checkpoints with resume, and learning curves."""
+"""Training: the ``Trainer`` loop, checkpoints with resume, recipes, runs and learning curves.
 
-from glasscnn.train.trainer import Trainer, TrainingDiverged
+- ``Trainer``: fit / evaluate / predict, history, best weights, L2, clipping, checkpoints.
+- ``Recipe`` and ``prepare``: model, optimizer, schedule, loaders and normaliser from names.
+- ``train_run``: a whole run into a folder (what ``glasscnn train`` does).
+- ``glasscnn.train.plots`` (matplotlib) and ``glasscnn.train.progress`` (tqdm) are imported
+  on demand.
+"""
 
-__all__ = ["Trainer", "TrainingDiverged"]
+from glasscnn.train.recipes import Recipe, Setup, prepare
+from glasscnn.train.run import RunResult, evaluate_checkpoint, train_run
+from glasscnn.train.trainer import Trainer, TrainingDiverged, confusion_matrix
+
+__all__ = [
+    "Recipe",
+    "RunResult",
+    "Setup",
+    "Trainer",
+    "TrainingDiverged",
+    "confusion_matrix",
+    "evaluate_checkpoint",
+    "prepare",
+    "train_run",
+]

@@ -1,0 +1,120 @@
+"""``glasscnn train``: train a zoo model on a data set into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from glasscnn import models
+from glasscnn.train import TrainingDiverged
+from glasscnn.train.progress import progress_factory
+from glasscnn.train.recipes import (
+    AUGMENTATIONS,
+    DATASETS,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    SCHEDULES,
+    Recipe,
+)
+from glasscnn.train.run import train_run
+
+
+def _model_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train`` sub-command."""
+    p = sub.add_parser(
+        "train", help="train a zoo model on Fashion-MNIST, MNIST or CIFAR-10",
+        description="Train MODEL with a progress bar per epoch; write OUT/checkpoint.npz "
+                    "(after every epoch), OUT/history.json, OUT/curves.png and "
+                    "OUT/confusion.png, and print the test accuracy. See docs/training.md.",
+    )
+    p.add_argument("model", choices=list(models.REGISTRY), metavar="MODEL",
+                   help=f"zoo model: {', '.join(models.REGISTRY)}")
+    p.add_argument("--data", choices=DATASETS, default="fashion-mnist",
+                   help="data set (default fashion-mnist)")
+    p.add_argument("--data-root", help="data folder (default: see `glasscnn data list`)")
+    p.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
+    p.add_argument("--batch-size", type=int, default=128, help="default 128")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default adam")
+    p.add_argument("--lr", type=float, default=1e-3, help="(peak) learning rate, default 1e-3")
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="optimizer weight decay (decoupled for adamw), default 0")
+    p.add_argument("--momentum", type=float, default=0.9, help="sgd/rmsprop momentum")
+    p.add_argument("--schedule", choices=SCHEDULES, default="none",
+                   help="learning-rate schedule (default none)")
+    p.add_argument("--l2", type=float, default=0.0,
+                   help="L2 term 0.5*l2*sum(W^2) on weight tensors (the seed recipes' reg)")
+    p.add_argument("--clip-norm", type=float, help="clip gradients to this global norm")
+    p.add_argument("--normalize", choices=NORMALIZATIONS, default="channel",
+                   help="channel: per-channel mean/std of the training split (default); "
+                        "symmetric: (x/255-0.5)/0.5; rescale: x/255")
+    p.add_argument("--augment", choices=AUGMENTATIONS, default="none",
+                   help="random crops (and flips) of the training images (default none)")
+    p.add_argument("--val-size", type=int,
+                   help="validation images held out of the training split "
+                        "(default 5000; 1000 for cifar10; 0 for none)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds split, shuffling, init, dropout (default 0)")
+    p.add_argument("--train-limit", type=int, help="use only this many training images")
+    p.add_argument("--test-limit", type=int, help="test on only this many images")
+    p.add_argument("--model-arg", action="append", type=_model_arg, default=[],
+                   metavar="KEY=VALUE",
+                   help="extra builder argument, e.g. dropout=0 or batchnorm=false (repeat)")
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/lenet_bn")
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUT/checkpoint.npz (same options; --epochs may grow)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again even if OUT holds a checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    p.set_defaults(func=run)
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    """The ``Recipe`` described by parsed ``train`` arguments."""
+    return Recipe(
+        model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
+        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        momentum=args.momentum, schedule=args.schedule, l2=args.l2, clip_norm=args.clip_norm,
+        normalize=args.normalize, augment=args.augment, val_size=args.val_size, seed=args.seed,
+        train_limit=args.train_limit, test_limit=args.test_limit,
+        model_kwargs=dict(args.model_arg),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, print one line per epoch and a summary; 1 on divergence, 130 on Ctrl-C."""
+    recipe = recipe_from_args(args)
+    start = time.perf_counter()
+    try:
+        result = train_run(recipe, args.out, resume=args.resume, overwrite=args.overwrite,
+                           root=args.data_root, progress=progress_factory(not args.no_progress),
+                           log=lambda line: print(line, flush=True), plots=not args.no_plots)
+    except TrainingDiverged as err:
+        print(f"glasscnn train: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nglasscnn train: interrupted; the checkpoint of the last finished epoch is in "
+              f"{args.out}; continue with the same command and --resume", file=sys.stderr)
+        return 130
+    total = time.perf_counter() - start
+    print(f"test accuracy: {100 * result.test_accuracy:.2f}% "
+          f"({int(result.confusion.trace()):,}/{int(result.confusion.sum()):,}), "
+          f"test loss {result.test_loss:.4f}")
+    if result.best_epoch:
+        print(f"best validation accuracy: {100 * result.best_val_accuracy:.2f}% at epoch "
+              f"{result.best_epoch} (weights kept in the checkpoint's 'best' group)")
+    print(f"time: {result.train_seconds:.0f} s training, {total:.0f} s in all")
+    print(f"wrote {', '.join(str(f) for f in result.files)}")
+    return 0

@@ -1,0 +1,261 @@
+"""A whole training run into a folder: checkpoint, history.json, curves.png, confusion.png.
+
+``train_run(recipe, out)`` is what ``glasscnn train`` does: prepare the recipe, train with
+a checkpoint after every epoch (resumable), evaluate on the test split, and write the run
+folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glasscnn.checkpoint import atomic_write, load_checkpoint
+from glasscnn.data import Dataset
+from glasscnn.train.recipes import Recipe, Setup, prepare
+from glasscnn.train.trainer import Trainer
+
+CHECKPOINT, HISTORY, CURVES, CONFUSION = ("checkpoint.npz", "history.json", "curves.png",
+                                          "confusion.png")
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced.
+
+    Attributes:
+        out: the run folder.
+        test_loss, test_accuracy: on the test split with the final weights.
+        confusion: (K, K) test confusion matrix (rows true, columns predicted).
+        classes: the class names.
+        best_epoch, best_val_accuracy: the epoch (1-based) with the best validation
+            accuracy and that accuracy (0 and NaN without validation).
+        train_seconds: wall-clock time of the epochs run in this call.
+        files: the files written.
+    """
+
+    out: Path
+    test_loss: float
+    test_accuracy: float
+    confusion: np.ndarray
+    classes: list[str]
+    best_epoch: int
+    best_val_accuracy: float
+    train_seconds: float
+    files: list[Path] = field(default_factory=list)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=1, allow_nan=True)
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def check_resume(recipe: Recipe, checkpoint: Path) -> int:
+    """Check that ``checkpoint`` was written by a run of the same recipe (epochs aside).
+
+    Returns:
+        The number of epochs the checkpoint holds.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        ValueError: the checkpoint's recipe differs (the message lists each difference).
+    """
+    ckpt = load_checkpoint(checkpoint)
+    if "recipe" not in ckpt.meta or "training" not in ckpt.meta:
+        raise ValueError(f"{checkpoint}: not a checkpoint written by glasscnn train; "
+                         "cannot resume from it")
+    saved = Recipe.from_dict(ckpt.meta["recipe"])
+    diff = recipe.differences(saved)
+    if diff:
+        lines = ", ".join(f"{k}: {v[1]!r} in the checkpoint, {v[0]!r} now"
+                          for k, v in diff.items())
+        raise ValueError(f"--resume: {checkpoint} was trained with a different recipe ({lines})")
+    return int(ckpt.meta["training"]["epoch"])
+
+
+def describe(setup: Setup) -> list[str]:
+    """Lines describing the data, the preprocessing and the model of a prepared run."""
+    r = setup.recipe
+    c, h, w = setup.meta["input_shape"]
+    n_val = 0 if setup.val is None else len(setup.val)
+    lines = [f"data: {r.data}: {len(setup.train):,} train / {n_val:,} validation / "
+             f"{len(setup.test):,} test images, {c}x{h}x{w}, {len(setup.meta['classes'])} "
+             f"classes"]
+    if setup.normalizer is None:
+        lines.append("preprocessing: x/255")
+    else:
+        mean = ", ".join(f"{m:.4f}" for m in setup.normalizer.mean)
+        std = ", ".join(f"{s:.4f}" for s in setup.normalizer.std)
+        source = "fitted on the training split" if r.normalize == "channel" else "fixed"
+        lines.append(f"preprocessing: (x/255 - mean) / std per channel, mean [{mean}], "
+                     f"std [{std}] ({source}); augmentation: {r.augment}")
+    params = sum(p.data.size for p in setup.model.parameters())
+    kwargs = ", ".join(f"{k}={v}" for k, v in setup.model_kwargs.items())
+    lines.append(f"model: {r.model}({kwargs}): {params:,} parameters")
+    lines.append(f"training: {r.epochs} epochs, batch {r.batch_size}, {r.optimizer} lr {r.lr:g}"
+                 + (f", weight decay {r.weight_decay:g}" if r.weight_decay else "")
+                 + (f", L2 {r.l2:g}" if r.l2 else "")
+                 + (f", schedule {r.schedule}" if r.schedule != "none" else "")
+                 + f", seed {r.seed}")
+    return lines
+
+
+def epoch_line(record: dict[str, float], epochs: int) -> str:
+    """One line summing up an epoch (``Trainer``'s ``on_epoch`` record)."""
+    line = (f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f} "
+            f"acc {100 * record['train_accuracy']:.2f}%")
+    if not math.isnan(record["val_accuracy"]):
+        line += f" | val loss {record['val_loss']:.4f} acc {100 * record['val_accuracy']:.2f}%"
+    return line + (f" | {record['seconds']:.1f} s, {record['images_per_second']:.0f} img/s, "
+                   f"lr {record['lr']:.3g}")
+
+
+def train_run(
+    recipe: Recipe, out: str | os.PathLike, resume: bool = False, overwrite: bool = False,
+    root: str | os.PathLike | None = None,
+    progress: Callable[[Any, int, int], Any] | None = None,
+    log: Callable[[str], None] = print, plots: bool = True,
+    datasets: tuple[Dataset, Dataset] | None = None,
+) -> RunResult:
+    """Train ``recipe`` into the folder ``out`` and evaluate it on the test split.
+
+    Writes ``out/checkpoint.npz`` (after every epoch: model, optimizer, schedule, RNG states,
+    history, best-validation weights, the normaliser under ``normalizer/`` and the metadata
+    to rebuild the model), ``out/history.json`` (the recipe, per-epoch history and, at the
+    end, the test result), and, with matplotlib, ``out/curves.png`` (after every epoch) and
+    ``out/confusion.png`` (test confusion matrix).
+
+    Args:
+        recipe: the run.
+        out: the run folder (created).
+        resume: continue from ``out/checkpoint.npz`` (same recipe; ``epochs`` may grow).
+        overwrite: start afresh even if ``out`` holds a checkpoint.
+        root: data folder, as ``glasscnn.data.load`` takes it.
+        progress: a progress factory for the Trainer (see ``glasscnn.train.progress``).
+        log: receives the human-readable lines (data, model, one per epoch, summary).
+        plots: draw the PNGs (needs matplotlib).
+        datasets: ``(train, test)`` to use instead of loading ``recipe.data``.
+
+    Returns:
+        A ``RunResult``.
+
+    Raises:
+        ValueError: ``out`` holds a checkpoint and neither ``resume`` nor ``overwrite`` is
+            set, or the checkpoint's recipe differs.
+        TrainingDiverged: the loss became non-finite (the last checkpoint is kept).
+    """
+    out = Path(out)
+    ckpt_path = out / CHECKPOINT
+    done = 0
+    if resume:
+        done = check_resume(recipe, ckpt_path)
+    elif ckpt_path.exists() and not overwrite:
+        raise ValueError(f"{ckpt_path} exists: pass --resume to continue that run, "
+                         "--overwrite to start it again, or choose another --out")
+    setup = prepare(recipe, root, datasets)
+    for line in describe(setup):
+        log(line)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{recipe.model} on {recipe.data}"
+    history_doc: dict[str, Any] = {"recipe": recipe.to_dict(), "model_kwargs": setup.model_kwargs,
+                                   "classes": setup.meta["classes"]}
+
+    def on_epoch(trainer: Trainer, record: dict[str, float]) -> None:
+        log(epoch_line(record, recipe.epochs))
+        _write_json(out / HISTORY, {**history_doc, "history": trainer.history})
+        if plots:
+            from glasscnn.train.plots import plot_curves
+
+            plot_curves(trainer.history, out / CURVES, title)
+
+    trainer = Trainer(setup.model, setup.optimizer, train_loader=setup.train_loader,
+                      val_loader=setup.val_loader, schedule=setup.schedule,
+                      schedule_interval=setup.schedule_interval, l2=recipe.l2,
+                      clip_norm=recipe.clip_norm, checkpoint=ckpt_path, meta=setup.meta,
+                      groups=setup.groups, progress=progress, on_epoch=on_epoch)
+    if resume:
+        log(f"resuming {ckpt_path} after epoch {done} of {recipe.epochs}")
+    start = time.perf_counter()
+    trainer.fit(recipe.epochs, resume=ckpt_path if resume else None)
+    seconds = time.perf_counter() - start
+    test = trainer.evaluate(setup.test_loader, confusion=True)
+    best_val = trainer.best_accuracy if trainer.best_state is not None else math.nan
+    history_doc.update({
+        "history": trainer.history,
+        "test": {"loss": test["loss"], "accuracy": test["accuracy"], "count": test["count"],
+                 "confusion": test["confusion"].tolist()},
+        "best_epoch": trainer.best_epoch, "best_val_accuracy": best_val,
+        "train_seconds_total": float(np.sum(trainer.history["epoch_seconds"])),
+    })
+    _write_json(out / HISTORY, history_doc)
+    files = [ckpt_path, out / HISTORY]
+    if plots:
+        from glasscnn.train.plots import plot_confusion, plot_curves
+
+        files.append(plot_curves(trainer.history, out / CURVES, title, test["accuracy"]))
+        files.append(plot_confusion(test["confusion"], setup.meta["classes"], out / CONFUSION,
+                                    f"{title} (test)"))
+    return RunResult(out, test["loss"], test["accuracy"], test["confusion"],
+                     list(setup.meta["classes"]), trainer.best_epoch, best_val, seconds, files)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike, data: str | None = None, split: str = "test",
+    weights: str = "last", root: str | os.PathLike | None = None, batch_size: int = 500,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on a data set with the preprocessing it was trained with.
+
+    Args:
+        checkpoint: a ``glasscnn train`` checkpoint (or any checkpoint naming its zoo model).
+        data: data set name; default: the one in the checkpoint's metadata.
+        split: ``"test"`` or ``"train"``.
+        weights: ``"last"`` (the model weights) or ``"best"`` (best-validation weights).
+        root: data folder.
+        batch_size: evaluation batch size.
+        limit: only the first this many images.
+
+    Returns:
+        ``{"loss", "accuracy", "count", "confusion" (K, K), "classes", "data", "split"}``.
+
+    Raises:
+        ValueError: no data set named, the data's image shape or class names differ from
+            the model's, or no ``best`` weights in the checkpoint.
+    """
+    from glasscnn.data import DataLoader, load
+    from glasscnn.train.recipes import checkpoint_preprocessing
+
+    ckpt = load_checkpoint(checkpoint)
+    data = data or ckpt.meta.get("data")
+    if data is None:
+        raise ValueError(f"{checkpoint}: the checkpoint names no data set; pass --data")
+    if weights not in ("last", "best"):
+        raise ValueError(f"evaluate: weights must be 'last' or 'best', got {weights!r}")
+    model = ckpt.build_model()
+    if weights == "best":
+        if "best" not in ckpt.groups:
+            raise ValueError(f"{checkpoint}: no best-validation weights (group 'best')")
+        model.load_state_dict(ckpt.groups["best"])
+    dataset = load(data, root, split)
+    if limit is not None:
+        dataset = dataset.subset(slice(0, int(limit)), split)
+    expected = ckpt.meta.get("input_shape")
+    if expected is not None and list(dataset.images.shape[1:]) != list(expected):
+        raise ValueError(f"evaluate: {data} images are {dataset.images.shape[1:]}, the model "
+                         f"was trained on {tuple(expected)}")
+    classes = list(ckpt.meta.get("classes") or dataset.classes)
+    if classes != list(dataset.classes):
+        raise ValueError(f"evaluate: {data} has the classes {list(dataset.classes)}, the model "
+                         f"was trained on {classes}")
+    loader = DataLoader(dataset, batch_size, shuffle=False,
+                        transform=checkpoint_preprocessing(ckpt))
+    result = Trainer(model, optimizer=None).evaluate(loader, confusion=True)
+    return {**result, "classes": classes, "data": data, "split": split}
