@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from glasscnn.gradcheck import numerical_gradient, rel_error
 from glasscnn.kernels import conv as conv_module
-from glasscnn.kernels import conv2d_backward, conv2d_forward
+from glasscnn.kernels import (
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_relu_backward,
+    conv2d_relu_forward,
+)
 
 IMPLS = ["naive", "fast"]
 
@@ -35,6 +40,9 @@ CONFIGS = [
     ((1, 2, 5, 5), (3, 2, 1, 1), 2, 0, 1, False),  # 1x1 kernel, stride 2
     ((2, 8, 6, 5), (3, 8, 3, 2), 2, 1, 1, True),  # 8 input channels: channels-last col2im
     ((1, 8, 7, 9), (2, 8, 2, 3), (3, 2), (0, 2), 2, False),  # the same, dilated
+    ((2, 8, 6, 6), (8, 8, 3, 3), 1, 1, 1, True),  # channels-last output and dx, transposed
+    ((3, 3, 7, 6), (9, 3, 3, 3), 2, 1, 1, True),  # K-major im2col, channels-last output
+    ((2, 10, 7, 7), (12, 10, 3, 3), 2, 0, 1, False),  # channels-last col2im dx
 ]
 IDS = [
     f"x{'x'.join(map(str, xs))}-w{'x'.join(map(str, ws))}-s{s}-p{p}-d{d}-{'b' if b else 'nob'}"
@@ -218,6 +226,108 @@ def test_chunks_bound_the_buffer_and_cover_the_batch():
     assert chunks[0].start == 0 and chunks[-1].stop == 1024
     assert all(a.stop == b.start for a, b in itertools.pairwise(chunks))
     assert max(c.stop - c.start for c in chunks) * per_image <= conv_module.CHUNK_BYTES
+
+
+@pytest.mark.parametrize(("n", "min_images"), [(64, 15), (128, 1), (7, 1), (3, 2)])
+def test_chunk_count_is_a_multiple_of_the_threads(n, min_images):
+    chunks = conv_module._chunks(n, 36 * 2304 * 4, parts=2, min_images=min_images)
+    assert chunks[0].start == 0 and chunks[-1].stop == n
+    assert len(chunks) % 2 == 0 or len(chunks) == n
+
+
+def _nhwc_only(a):
+    """Stored channels-last and not also NCHW-contiguous (as with one channel)."""
+    return conv_module.channels_last(a) and not a.flags.c_contiguous
+
+
+def _channels_last_copy(a):
+    """The same values as ``a`` (N, C, H, W), stored NHWC."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_fast_layouts_and_any_dout_layout(config, rng):
+    """The fast kernels return channels-last arrays from 8 channels on (output: C_out, dx:
+    C_in; batch > 1), and their backward gives the same gradients for either dout layout."""
+    x, w, b = _inputs(rng, config)
+    _, _, stride, padding, dilation, _ = config
+    out, cache = conv2d_forward(x, w, b, stride, padding, dilation)
+    k_major = x.shape[0] == 1 or x.shape[0] * out[0, 0].size <= 2 * w.shape[0]  # NCHW output
+    assert _nhwc_only(out) == (w.shape[0] >= 8 and not k_major)
+    dout = rng.standard_normal(out.shape)
+    grads = conv2d_backward(np.ascontiguousarray(dout), cache)
+    assert _nhwc_only(grads[0]) == (x.shape[1] >= 8)
+    _assert_grads_close(conv2d_backward(_channels_last_copy(dout), cache), grads,
+                        rtol=1e-12, atol=1e-12)
+    out_cl, cache_cl = conv2d_forward(_channels_last_copy(x), w, b, stride, padding, dilation)
+    np.testing.assert_allclose(out_cl, out, rtol=1e-12, atol=1e-12)
+    _assert_grads_close(conv2d_backward(dout, cache_cl), grads, rtol=1e-12, atol=1e-12)
+
+
+def _relu_reference(x, w, b, stride, padding, dilation, dout):
+    """relu(conv(x)) and its gradients, from the naive conv kernels and an explicit mask."""
+    out, cache = conv2d_forward(x, w, b, stride, padding, dilation, impl="naive")
+    return np.maximum(out, 0), conv2d_backward(dout * (out > 0), cache)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_conv_relu_matches_conv_then_relu(config, impl, rng):
+    x, w, b = _inputs(rng, config)
+    _, _, stride, padding, dilation, _ = config
+    out, cache = conv2d_relu_forward(x, w, b, stride, padding, dilation, impl=impl)
+    dout = rng.standard_normal(out.shape)
+    out_ref, grads_ref = _relu_reference(x, w, b, stride, padding, dilation, dout)
+    np.testing.assert_allclose(out, out_ref, rtol=1e-10, atol=1e-10)
+    assert (out >= 0).all()
+    _assert_grads_close(conv2d_relu_backward(dout, cache), grads_ref, rtol=1e-10, atol=1e-10)
+    if impl == "fast":  # dout in the other layout, and no input gradient
+        dx, dw, db = conv2d_relu_backward(_channels_last_copy(dout), cache, need_dx=False)
+        assert dx is None
+        _assert_grads_close((dw, db), grads_ref[1:], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("config", GRADCHECK_CONFIGS)
+def test_conv_relu_gradients_match_finite_differences(config, impl, rng):
+    x, w, b = _inputs(rng, config)
+    _, _, stride, padding, dilation, _ = config
+    out, cache = conv2d_relu_forward(x, w, b, stride, padding, dilation, impl=impl)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = conv2d_relu_backward(dout, cache)
+
+    def f():
+        return conv2d_relu_forward(x, w, b, stride, padding, dilation, impl=impl)[0]
+
+    # a step small enough not to cross the ReLU's kink at any pre-activation (seeded data)
+    assert rel_error(dx, numerical_gradient(f, x, dout, h=1e-6)) < 1e-6
+    assert rel_error(dw, numerical_gradient(f, w, dout, h=1e-6)) < 1e-6
+    assert rel_error(db, numerical_gradient(f, b, dout, h=1e-6)) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("config", CONFIGS[::2], ids=IDS[::2])
+def test_conv_relu_matches_torch(config, impl, dtype, torch, rng):
+    x, w, b = _inputs(rng, config, dtype)
+    _, _, stride, padding, dilation, _ = config
+    out, cache = conv2d_relu_forward(x, w, b, stride, padding, dilation, impl=impl)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    xt, wt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w))
+    bt = None if b is None else torch.from_numpy(b.copy()).requires_grad_(True)
+    out_t = torch.relu(torch.nn.functional.conv2d(xt, wt, bt, stride, padding, dilation))
+    out_t.backward(torch.from_numpy(dout))
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=tol, atol=tol)
+    grads_t = (xt.grad.numpy(), wt.grad.numpy(), None if bt is None else bt.grad.numpy())
+    _assert_grads_close(conv2d_relu_backward(dout, cache), grads_t, rtol=tol, atol=tol)
+
+
+def test_conv_relu_backward_needs_its_own_cache(rng):
+    x, w, b = _inputs(rng, CONFIGS[0])
+    out, cache = conv2d_forward(x, w, b)
+    with pytest.raises(ValueError, match="conv2d_relu_backward: the cache is not from"):
+        conv2d_relu_backward(np.ones_like(out), cache)
 
 
 def test_non_contiguous_input(torch, rng):

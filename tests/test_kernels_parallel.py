@@ -92,7 +92,9 @@ def test_threaded_max_pool_matches_one_thread_and_naive(k, s, p, threaded, rng):
     np.testing.assert_allclose(dx_2, max_pool2d_backward(dout, cache_n)[0], rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("m, k, n", [(37, 11, 5), (5, 11, 37), (64, 64, 64), (1, 7, 1), (0, 3, 4)])
+@pytest.mark.parametrize(
+    "m, k, n", [(37, 11, 5), (5, 11, 37), (64, 64, 64), (1, 7, 1), (0, 3, 4), (40, 9, 3)]
+)
 @pytest.mark.parametrize("transposed", [False, True])
 def test_matmul_matches_numpy(m, k, n, transposed, rng):
     a = rng.standard_normal((m, k))

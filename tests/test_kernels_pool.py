@@ -190,6 +190,22 @@ def test_fast_max_pool_in_batch_chunks_matches_torch(k, s, p, torch, rng):
     np.testing.assert_allclose(dx, dx_t, **_tol(np.float64))
 
 
+@pytest.mark.parametrize(("k", "s", "p"), [(2, 2, 0), (3, 2, 1)])
+def test_fast_max_pool_any_memory_layout(k, s, p, rng):
+    """Channels-last input (as the fast conv returns it) and dout in either layout give the
+    same values as NCHW arrays; the output keeps the input's layout."""
+    x = rng.integers(0, 3, size=(4, 9, 12, 11)).astype(np.float32)  # ties included
+    out, cache = max_pool2d_forward(x, k, s, p)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    (dx,) = max_pool2d_backward(dout, cache)
+    x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    out_cl, cache_cl = max_pool2d_forward(x_cl, k, s, p)
+    np.testing.assert_array_equal(out_cl, out)
+    assert out_cl.transpose(0, 2, 3, 1).flags.c_contiguous
+    for d in (dout, np.ascontiguousarray(dout.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)):
+        np.testing.assert_array_equal(max_pool2d_backward(d, cache_cl)[0], dx)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_max_pool_padding_never_wins(impl):
     x = -np.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # all negative: a 0 pad would win

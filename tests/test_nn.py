@@ -154,6 +154,54 @@ def test_parameters_and_zero_grad(rng):
     assert all(np.all(p.grad == 0) for p in net.parameters())
 
 
+def test_zero_grad_reads_zero_and_the_next_accumulate_overwrites():
+    p = nn.Parameter(np.ones((2, 3), dtype=np.float32))
+    buffer = p.grad
+    p.accumulate(np.full((2, 3), 5.0, dtype=np.float32))
+    p.zero_grad()
+    p.accumulate(np.full((2, 3), 2.0, dtype=np.float32))  # a copy, not 5 + 2
+    p.accumulate(np.full((2, 3), 1.0, dtype=np.float32))
+    np.testing.assert_array_equal(p.grad, np.full((2, 3), 3.0))
+    p.zero_grad()
+    np.testing.assert_array_equal(p.grad, np.zeros((2, 3)))  # read after zero_grad: zeros
+    assert p.grad is buffer  # the same array throughout, zeroed in place
+
+
+def _conv_relu_net(fuse):
+    nn.init.manual_seed(3)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, dtype=np.float64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 9, 3, dtype=np.float64), nn.ReLU(), nn.Flatten(),
+        nn.Linear(9 * 2 * 2, 4, dtype=np.float64), nn.ReLU(),
+    )
+    net.fuse_conv_relu = fuse
+    return net
+
+
+def test_sequential_fuses_conv_relu_with_the_same_results(rng):
+    x = rng.standard_normal((3, 3, 8, 8))
+    dout = rng.standard_normal((3, 4))
+    results = []
+    for fuse in (True, False):
+        net = _conv_relu_net(fuse)
+        out = net(x)
+        assert ("relu_out" in net[0]._cache) == fuse and ("relu_out" in net[3]._cache) == fuse
+        dx = net.backward(dout)
+        results.append([out, dx] + [p.grad.copy() for p in net.parameters()])
+    for fused, plain in zip(*results, strict=True):
+        np.testing.assert_allclose(fused, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_no_fusion_when_a_layer_is_wrapped(rng):
+    net = _conv_relu_net(True)
+    calls = []
+    relu = net[1]
+    relu.forward = lambda x, f=relu.forward: calls.append("relu") or f(x)  # a per-layer timer
+    net(rng.standard_normal((2, 3, 8, 8)))
+    assert calls == ["relu"] and "relu_out" not in net[0]._cache
+    assert "relu_out" in net[3]._cache  # the other pair is still fused
+
+
 def test_gradients_accumulate_over_backward_calls(rng):
     layer = nn.Linear(3, 2)
     x = rng.standard_normal((4, 3)).astype(np.float32)

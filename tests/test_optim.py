@@ -263,7 +263,8 @@ def test_step_updates_in_place_without_allocating():
         finally:
             tracemalloc.stop()
         assert all(p.data is d for p, d in zip(params, data, strict=True))
-        assert peak - base < 4096, f"{name} {kwargs} allocated {peak - base} bytes per step"
+        # a few KiB of Python objects (the thread pool's hand-off), no array-sized buffers
+        assert peak - base < 16384, f"{name} {kwargs} allocated {peak - base} bytes per step"
 
 
 def test_zero_grad():

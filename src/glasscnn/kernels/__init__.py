@@ -12,7 +12,12 @@ from glasscnn.kernels.activations import (
     sigmoid_backward,
     sigmoid_forward,
 )
-from glasscnn.kernels.conv import conv2d_backward, conv2d_forward
+from glasscnn.kernels.conv import (
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_relu_backward,
+    conv2d_relu_forward,
+)
 from glasscnn.kernels.dropout import dropout_backward, dropout_forward
 from glasscnn.kernels.elementwise import add_backward, add_forward
 from glasscnn.kernels.linear import (
@@ -46,6 +51,8 @@ __all__ = [
     "batch_norm_forward",
     "conv2d_backward",
     "conv2d_forward",
+    "conv2d_relu_backward",
+    "conv2d_relu_forward",
     "conv_output_size",
     "dropout_backward",
     "dropout_forward",

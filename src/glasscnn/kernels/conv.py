@@ -19,6 +19,7 @@ from glasscnn.kernels._common import (
     get_xp,
     pair,
 )
+from glasscnn.kernels.activations import relu_backward, relu_forward
 
 OP = "conv2d"
 # bound on one chunk's im2col buffer: chunks that stay in the 2 MiB L2 cache between the
@@ -62,19 +63,87 @@ def conv2d_forward(
         cache for :func:`conv2d_backward` (it holds ``x``, not the im2col matrix).
     """
     stride, padding, dilation = _check_args(x, weight, bias, stride, padding, dilation, impl)
-    out_hw = tuple(
-        conv_output_size(x.shape[2 + a], weight.shape[2 + a], stride[a], padding[a], dilation[a])
-        for a in (0, 1)
-    )
+    out_hw = _output_hw(x, weight, stride, padding, dilation)
     weight = weight.astype(x.dtype, copy=False)
     bias = None if bias is None else bias.astype(x.dtype, copy=False)
     forward = _forward_naive if impl == "naive" else _forward_fast
     out = forward(x, weight, bias, stride, padding, dilation, out_hw)
-    cache = {
+    return out, _make_cache(impl, x, weight, bias, stride, padding, dilation)
+
+
+def _output_hw(x, weight, stride, padding, dilation):
+    """(H_out, W_out) of a convolution."""
+    return tuple(
+        conv_output_size(x.shape[2 + a], weight.shape[2 + a], stride[a], padding[a], dilation[a])
+        for a in (0, 1)
+    )
+
+
+def _make_cache(impl, x, weight, bias, stride, padding, dilation):
+    """What the backward pass needs: the input and weight (not the im2col matrix)."""
+    return {
         "impl": impl, "x": x, "weight": weight, "has_bias": bias is not None,
         "stride": stride, "padding": padding, "dilation": dilation,
     }
+
+
+def conv2d_relu_forward(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    impl: str = "fast",
+) -> tuple[Any, dict[str, Any]]:
+    """Convolution followed by ReLU, in one call: ``max(conv2d(x, w, b), 0)``.
+
+    The naive kernel is :func:`conv2d_forward` then ``relu_forward``, both naive. The fast
+    kernel fuses them: each batch chunk's GEMM output is rectified while it is in cache,
+    and :func:`conv2d_relu_backward` masks each chunk of dout the same way, so the two
+    passes over the activation that separate layers make (and their buffers) are saved.
+
+    Args: as :func:`conv2d_forward`.
+
+    Returns:
+        ``(out, cache)``: out of shape (N, C_out, H_out, W_out), ``H_out`` as for
+        :func:`conv2d_forward`, every value ≥ 0; the cache also holds ``out`` (for the mask),
+        which must not be modified in place before the backward pass.
+    """
+    if impl == "naive":
+        out, cache = conv2d_forward(x, weight, bias, stride, padding, dilation, impl="naive")
+        out = relu_forward(out, impl="naive")[0]
+    else:
+        stride, padding, dilation = _check_args(x, weight, bias, stride, padding, dilation,
+                                                impl)
+        out_hw = _output_hw(x, weight, stride, padding, dilation)
+        weight = weight.astype(x.dtype, copy=False)
+        bias = None if bias is None else bias.astype(x.dtype, copy=False)
+        out = _forward_fast(x, weight, bias, stride, padding, dilation, out_hw, relu=True)
+        cache = _make_cache(impl, x, weight, bias, stride, padding, dilation)
+    cache["relu_out"] = out
     return out, cache
+
+
+def conv2d_relu_backward(
+    dout: Any, cache: dict[str, Any], need_dx: bool = True
+) -> tuple[Any, Any, Any]:
+    """Gradients of :func:`conv2d_relu_forward`: dout masked by ``[out > 0]``, then those
+    of the convolution.
+
+    Args:
+        dout: upstream gradient, shape (N, C_out, H_out, W_out).
+        cache: the cache returned by :func:`conv2d_relu_forward`.
+        need_dx: as for :func:`conv2d_backward`.
+
+    Returns:
+        ``(dx, dweight, dbias)`` as :func:`conv2d_backward`.
+    """
+    if "relu_out" not in cache:
+        raise ValueError(f"{OP}_relu_backward: the cache is not from conv2d_relu_forward")
+    if cache["impl"] == "naive":
+        (dout,) = relu_backward(dout, {"impl": "naive", "out": cache["relu_out"]})
+    return conv2d_backward(dout, cache, need_dx)  # fast: masks each chunk of dout itself
 
 
 def conv2d_backward(
@@ -93,7 +162,8 @@ def conv2d_backward(
         (C_out, C_in, kH, kW) and ``bias`` (C_out,); ``dbias`` is ``None`` without a bias.
     """
     x, weight = cache["x"], cache["weight"]
-    expected = (x.shape[0], weight.shape[0], *_out_hw(x, weight, cache))
+    expected = (x.shape[0], weight.shape[0],
+                *_output_hw(x, weight, cache["stride"], cache["padding"], cache["dilation"]))
     if getattr(dout, "shape", None) != expected:
         raise ValueError(
             f"{OP}: dout must have shape {expected}, got {getattr(dout, 'shape', type(dout))}"
@@ -101,11 +171,11 @@ def conv2d_backward(
     dout = dout.astype(x.dtype, copy=False)
     weight = weight.astype(x.dtype, copy=False)
     args = (dout, x, weight, cache["stride"], cache["padding"], cache["dilation"])
-    if cache["impl"] == "naive":
-        dx, dw = _backward_naive(*args)
-    else:
-        dx, dw = _backward_fast(*args, need_dx=need_dx)
-    db = dout.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
+    if cache["impl"] == "fast":
+        return _backward_fast(*args, need_dx=need_dx, has_bias=cache["has_bias"],
+                              relu_out=cache.get("relu_out"))
+    dx, dw = _backward_naive(*args)
+    db = dout.sum(axis=(0, 2, 3)) if cache["has_bias"] else None  # db[co] = Σ dout[:, co]
     return (dx if need_dx else None), dw, db
 
 
@@ -147,11 +217,6 @@ def _check_args(x, weight, bias, stride, padding, dilation, impl):
     return stride, padding, dilation
 
 
-def _out_hw(x, weight, cache):
-    """(H_out, W_out) for the arguments recorded in ``cache``."""
-    s, p, d = cache["stride"], cache["padding"], cache["dilation"]
-    return tuple(conv_output_size(x.shape[2 + a], weight.shape[2 + a], s[a], p[a], d[a])
-                 for a in (0, 1))
 
 
 def _forward_naive(x, weight, bias, stride, padding, dilation, out_hw):
@@ -195,12 +260,14 @@ def _backward_naive(dout, x, weight, stride, padding, dilation):
 def _chunks(n, bytes_per_image, parts=1, min_images=1):
     """Split range(n) into balanced slices whose im2col buffers stay under CHUNK_BYTES.
 
-    ``parts``: at least this many slices (as many as there are images at most), so that
-    every thread of a parallel section gets work. ``min_images``: at least this many images
+    ``parts``: at least this many slices (as many as there are images at most), and a
+    multiple of it where possible, so that every thread of a parallel section gets an equal
+    share (5 chunks on 2 threads take as long as 6). ``min_images``: at least this many images
     per slice (it may lift the buffer over CHUNK_BYTES), so that each GEMM keeps enough rows.
     """
     per_chunk = max(1, min_images, CHUNK_BYTES // max(1, bytes_per_image))
-    count = min(max(n, 1), max(parts, -(-n // per_chunk)))
+    count = max(parts, -(-n // per_chunk))
+    count = min(max(n, 1), -(-count // parts) * parts)  # a multiple of parts: no idle thread
     size = max(1, -(-n // count))
     return [slice(start, min(n, start + size)) for start in range(0, max(n, 1), size)]
 
@@ -278,29 +345,35 @@ def _im2col_k_major(x_pad, kernel, stride, dilation, out_hw, buf):
     return cols.reshape(c * kernel[0] * kernel[1], n * out_hw[0] * out_hw[1])
 
 
-def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw):
+def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw, relu=False):
     """im2col + one GEMM per batch chunk (bounded buffer), in the layout that copies least.
 
     Channels-last im2col, or K-major (NCHW) with fewer than ``K_MAJOR_CHANNELS`` input
-    channels. The chunks run on the kernels' thread pool (``_parallel``) where
-    :func:`_slots` says so, each thread with its own buffers, allocated once per call.
+    channels. Each chunk's GEMM writes its rows of a channels-last output in place; the
+    result is that buffer seen as (N, C_out, H_out, W_out) (see :func:`channels_last`). The
+    chunks run on the kernels' thread pool (``_parallel``) where :func:`_slots` says so,
+    each thread with its own buffers, allocated once per call. ``relu``: rectify each
+    chunk's output in place while it is in cache (:func:`conv2d_relu_forward`).
     """
     xp = get_xp(x)
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = weight.shape
     positions = out_hw[0] * out_hw[1]
     k = kh * kw * c_in
-    # few output positions, big weight (small-batch inference): K-major, no weight copy
-    if n * positions <= 2 * c_out:
-        return _forward_k_major(x, weight, bias, stride, padding, dilation, out_hw)
+    # one image, or few output positions and a big weight (small-batch inference):
+    # K-major, no weight copy
+    if n * positions <= 2 * c_out or n == 1:
+        return _forward_k_major(x, weight, bias, stride, padding, dilation, out_hw, relu)
     nchw = c_in < K_MAJOR_CHANNELS
     slots = _slots(xp, n, positions, k)
     chunks = _train_chunks(n, positions, positions * k * x.itemsize, slots)
     nb_max = chunks[0].stop - chunks[0].start
     x_pads = _pad_buffers(xp, x, padding, nb_max, slots, nchw)
     bufs = [xp.empty(nb_max * positions * k, x.dtype) for _ in range(slots)]
-    results = [xp.empty(nb_max * positions * c_out, x.dtype) for _ in range(slots)]
-    out = xp.empty((n, c_out, *out_hw), dtype=x.dtype)
+    cl_out = c_out >= K_MAJOR_CHANNELS
+    out = _empty_4d(xp, (n, c_out, *out_hw), x.dtype, cl_out)
+    results = None if cl_out else [xp.empty((c_out, nb_max * positions), x.dtype)
+                                   for _ in range(slots)]
     if nchw:
         w_mat = weight.reshape(c_out, k)  # (C_out, K), K ordered (C_in, kH, kW)
     else:
@@ -312,23 +385,47 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw):
         rows = nb * positions
         if nchw:
             x_pad = _pad_nchw(x[ch], *padding, x_pads[slot][:nb])
-            cols = _im2col_k_major(x_pad, (kh, kw), stride, dilation, out_hw, bufs[slot])
-            res = xp.matmul(w_mat, cols, out=results[slot][:rows * c_out].reshape(c_out, rows))
-            res = res.reshape(c_out, nb, positions).transpose(1, 0, 2)  # (C_out, K) @ (K, nb*P)
+            cols = _im2col_k_major(x_pad, (kh, kw), stride, dilation, out_hw, bufs[slot]).T
         else:
             # channels-last im2col: one copy of a strided window view, then one GEMM
             x_nhwc = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding, x_pads[slot][:nb])
-            cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, bufs[slot])  # (nb*P, K)
-            res = xp.matmul(cols, w_mat.T, out=results[slot][:rows * c_out].reshape(rows, c_out))
-            res = res.reshape(nb, positions, c_out).transpose(0, 2, 1)
-        dst = out[ch].reshape(nb, c_out, positions)
-        if bias is None:
-            xp.copyto(dst, res)
+            cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, bufs[slot])
+        if cl_out:  # the GEMM writes the chunk's channels-last rows in place
+            dst = out[ch].transpose(0, 2, 3, 1).reshape(rows, c_out)
+            xp.matmul(cols, w_mat.T, out=dst)  # (nb*P, K) @ (K, C_out)
+            if bias is not None:
+                dst += bias
         else:
-            xp.add(res, bias[:, None], out=dst)
+            res = xp.matmul(w_mat, cols.T, out=results[slot][:, :rows])  # (C_out, nb*P)
+            res = res.reshape(c_out, nb, positions).transpose(1, 0, 2)
+            dst = out[ch].reshape(nb, c_out, positions)
+            if bias is None:
+                xp.copyto(dst, res)
+            else:
+                xp.add(res, bias[:, None], out=dst)
+        if relu:
+            xp.maximum(dst, 0, out=dst)
 
     _parallel.run_chunks(chunk, len(chunks), slots)
     return out
+
+
+def _empty_4d(xp, shape, dtype, cl):
+    """An uninitialised (N, C, H, W) array, stored channels-last when ``cl``."""
+    if not cl:
+        return xp.empty(shape, dtype=dtype)
+    n, c, h, w = shape
+    return xp.empty((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+
+
+def channels_last(x: Any) -> bool:
+    """Whether a 4-D array (N, C, H, W) is stored channels-last (NHWC memory order).
+
+    The fast conv kernels return such arrays: the GEMM writes (N*H*W, C) rows, and the
+    array is that buffer transposed, a view; NumPy's elementwise ops keep the layout, and
+    the next conv reads it without a layout copy. The values are those of any NCHW array.
+    """
+    return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 def _pad_buffers(xp, x, padding, nb_max, slots, nchw):
@@ -339,11 +436,14 @@ def _pad_buffers(xp, x, padding, nb_max, slots, nchw):
     return [xp.zeros(shape, x.dtype) for _ in range(slots)]
 
 
-def _forward_k_major(x, weight, bias, stride, padding, dilation, out_hw):
-    """K-major im2col (K, N*P) + one GEMM per chunk, each GEMM split over the thread pool.
+def _forward_k_major(x, weight, bias, stride, padding, dilation, out_hw, relu=False):
+    """K-major im2col (K, N*P) + one GEMM per chunk, threaded by OpenBLAS itself.
 
     For few output positions and many filters (small-batch inference): the OIHW weight is
     already the (C_out, K) matrix, and one image's output is written by the GEMM in place.
+    On AlexNet's batch-1 shapes (256×2400 @ 2400×169, 384×2304 @ 2304×36, ...) 2-thread
+    OpenBLAS was 12-27% faster than splitting the product over the kernel thread pool, and
+    it did not stall with the other core busy (measured both ways).
     """
     xp = get_xp(x)
     c_out, c_in, kh, kw = weight.shape
@@ -359,24 +459,31 @@ def _forward_k_major(x, weight, bias, stride, padding, dilation, out_hw):
         x_pad = _pad_nchw(x[ch], *padding)
         cols = _im2col_k_major(x_pad, (kh, kw), stride, dilation, out_hw, buf)  # (K, nb*P)
         if nb == 1:  # one image: the GEMM writes the output in place
-            _matmul(xp, w_mat, cols, out=dst[0])  # (C_out, K) @ (K, P)
+            xp.matmul(w_mat, cols, out=dst[0])  # (C_out, K) @ (K, P)
             if bias is not None:
                 dst += bias[:, None]
-            continue
-        res = _matmul(xp, w_mat, cols).reshape(c_out, nb, positions).transpose(1, 0, 2)
-        if bias is None:
-            xp.copyto(dst, res)
         else:
-            xp.add(res, bias[:, None], out=dst)
+            res = xp.matmul(w_mat, cols).reshape(c_out, nb, positions).transpose(1, 0, 2)
+            if bias is None:
+                xp.copyto(dst, res)
+            else:
+                xp.add(res, bias[:, None], out=dst)
+        if relu:
+            xp.maximum(dst, 0, out=dst)
     return out
 
 
-def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True):
-    """dW: channels-last im2col + GEMM; dx: conv of dout with the flipped kernel, or col2im.
+def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has_bias=False,
+                   relu_out=None):
+    """dW: im2col + GEMM; dx: conv of dout with the flipped kernel, or col2im; db: row sums.
 
-    The chunks run on the kernels' thread pool where :func:`_slots` says so; each thread
-    has its own buffers (allocated once per call) and sums its chunks' dW in its own
-    accumulator.
+    ``dout`` is read as (N*H_out*W_out, C_out) rows: a view when it is channels-last (as
+    the fast kernels produce it), else one copy per chunk; with ``relu_out`` (the output of
+    :func:`conv2d_relu_forward`) each chunk of dout is first multiplied by its mask
+    ``[y > 0]``. ``dx`` is returned channels-last from 8 input channels on. The chunks run
+    on the kernels' thread pool where :func:`_slots` says so; each thread has its own
+    buffers (allocated once per call) and sums its chunks' dW and db in its own
+    accumulators. Returns ``(dx or None, dW, db or None)``.
     """
     xp = get_xp(dout)
     n, c_in, h, w = x.shape
@@ -393,11 +500,19 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True):
     nb_max = chunks[0].stop - chunks[0].start
     x_pads = _pad_buffers(xp, x, padding, nb_max, slots, nchw)
     bufs = [xp.empty(nb_max * per_image, x.dtype) for _ in range(slots)]
-    d_bufs = [xp.empty(c_out * nb_max * positions, x.dtype) for _ in range(slots)]
+    dout_nhwc = dout.transpose(0, 2, 3, 1)
+    d_bufs = (None if dout_nhwc.flags.c_contiguous and relu_out is None
+              else [xp.empty((c_out, nb_max, positions), x.dtype) for _ in range(slots)])
+    if relu_out is not None:  # NHWC scratch: the masked dout and the mask
+        d_bufs = [xp.empty((nb_max, *out_hw, c_out), x.dtype) for _ in range(slots)]
+        masks = [xp.empty((nb_max, *out_hw, c_out), bool) for _ in range(slots)]
+        y_nhwc = relu_out.transpose(0, 2, 3, 1)
+    db_sums = [xp.zeros(c_out, x.dtype) for _ in range(slots)] if has_bias else None
+    ones = xp.ones(nb_max * positions, x.dtype) if has_bias else None
     dw_mats = [xp.empty((k, c_out), dtype=x.dtype) for _ in range(slots)]  # dWᵀ
     dw_tmp = [xp.empty((k, c_out), dtype=x.dtype) for _ in range(slots)]
     started = [False] * slots
-    dx = xp.empty_like(x) if need_dx else None
+    dx = _empty_4d(xp, x.shape, x.dtype, c_in >= K_MAJOR_CHANNELS) if need_dx else None
     if transposed:
         dx_conv = _TransposedConv(xp, weight, padding, dilation, out_hw, (h, w), nb_max, slots)
 
@@ -410,24 +525,38 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True):
         else:  # cols (nb*P, K), K ordered (kH, kW, C_in)
             x_nhwc = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding, x_pads[slot][:nb])
             cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, bufs[slot]).T
-        d_t = d_bufs[slot][:c_out * nb * positions].reshape(c_out, nb, positions)
-        xp.copyto(d_t, dout[ch].reshape(nb, c_out, positions).transpose(1, 0, 2))
-        d_t = d_t.reshape(c_out, nb * positions)  # (C_out, nb*P)
-        # dWᵀ = cols @ d_tᵀ, (K, nb*P) @ (nb*P, C_out): with few output channels, the other
+        if relu_out is not None:  # ReLU's backward on the chunk: dout · [y > 0]
+            d_nhwc = d_bufs[slot][:nb]
+            xp.greater(y_nhwc[ch], 0, out=masks[slot][:nb])
+            xp.multiply(dout_nhwc[ch], masks[slot][:nb], out=d_nhwc)
+            d_rows = d_nhwc.reshape(nb * positions, c_out)
+        elif d_bufs is None:  # channels-last dout: its rows are a view
+            d_nhwc = dout_nhwc[ch]
+            d_rows = d_nhwc.reshape(nb * positions, c_out)  # (nb*P, C_out)
+        else:  # NCHW dout: one copy to (C_out, nb*P), runs of H_out*W_out
+            d_t = d_bufs[slot][:, :nb]
+            xp.copyto(d_t, dout[ch].reshape(nb, c_out, positions).transpose(1, 0, 2))
+            d_rows = d_t.reshape(c_out, nb * positions).T
+            d_nhwc = d_t.reshape(c_out, nb, *out_hw).transpose(1, 2, 3, 0)
+        if has_bias:  # db[co] = Σ_{n,i,j} dout[n, co, i, j], as a GEMV (8× a column sum)
+            db_sums[slot] += ones[:nb * positions] @ d_rows
+        # dWᵀ = cols @ d_rows, (K, nb*P) @ (nb*P, C_out): with few output channels, the other
         # orientation (M = C_out, long inner dimension) makes 2-thread OpenBLAS synchronise
         # per K block and stall for seconds under load
         if started[slot]:
-            dw_mats[slot] += xp.matmul(cols, d_t.T, out=dw_tmp[slot])
+            dw_mats[slot] += xp.matmul(cols, d_rows, out=dw_tmp[slot])
         else:
-            xp.matmul(cols, d_t.T, out=dw_mats[slot])
+            xp.matmul(cols, d_rows, out=dw_mats[slot])
             started[slot] = True
         if not need_dx:
             return
         if transposed:
-            dx_conv(dout[ch], dx[ch], bufs[slot], slot)
+            dx_conv(d_nhwc, dx[ch], bufs[slot], slot)
         else:
-            dx_pad = _dx_col2im(d_t, weight, (nb, c_in, h, w), padding, stride, dilation, out_hw)
-            xp.copyto(dx[ch], dx_pad[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w])
+            dx_pad = _dx_col2im(d_rows.T, weight, (nb, c_in, h, w), padding, stride, dilation,
+                                out_hw)  # (nb, H + 2P, W + 2P, C_in)
+            xp.copyto(dx[ch], dx_pad[:, padding[0]:padding[0] + h,
+                                     padding[1]:padding[1] + w].transpose(0, 3, 1, 2))
 
     _parallel.run_chunks(chunk, len(chunks), slots)
     dw_mat, *others = [m for m, used in zip(dw_mats, started, strict=True) if used]
@@ -437,14 +566,8 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True):
         dw = dw_mat.T.reshape(c_out, c_in, kh, kw)
     else:
         dw = dw_mat.reshape(kh, kw, c_in, c_out).transpose(3, 2, 0, 1)
-    return dx, xp.ascontiguousarray(dw)
-
-
-def _matmul(xp, a, b, out=None):
-    """``a @ b`` split over the thread pool's threads (``_parallel.matmul``) for NumPy arrays."""
-    if xp is np:
-        return _parallel.matmul(a, b, out=out)
-    return xp.matmul(a, b, out=out)
+    db = sum(db_sums[1:], db_sums[0]) if has_bias else None
+    return dx, xp.ascontiguousarray(dw), db
 
 
 def _slots(xp, n, positions, k):
@@ -474,23 +597,25 @@ class _TransposedConv:
         self.crop = [max(0, -f) for f in full]
         self.pad = [max(0, f) for f in full]
         pad_hw = [out_hw[a] - 2 * self.crop[a] + 2 * self.pad[a] for a in (0, 1)]
-        self.xp, self.dilation, self.in_hw = xp, dilation, in_hw
+        self.xp, self.dilation, self.in_hw = xp, dilation, tuple(in_hw)
         self.kernel = (kh, kw)
         self.d_pads = [xp.zeros((nb_max, *pad_hw, c_out), weight.dtype) for _ in range(slots)]
-        self.results = [xp.empty((nb_max * in_hw[0] * in_hw[1], c_in), weight.dtype)
-                        for _ in range(slots)]
         # (kH*kW*C_out, C_in), rows ordered (p, q, co) like the channels-last im2col
         self.w_flip = weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * c_out, c_in)
 
-    def __call__(self, dout, dx, buf, slot):
-        """Write the input gradient of a chunk, dout (nb, C_out, H_out, W_out), into dx (NCHW)."""
+    def __call__(self, d_nhwc, dx, buf, slot):
+        """Write the input gradient of a chunk, dout as NHWC (nb, H_out, W_out, C_out), into
+        ``dx`` (nb, C_in, H, W): in place when it is channels-last, else by one copy."""
         xp, (c0, c1), (h, w) = self.xp, self.crop, self.in_hw
-        nb = dout.shape[0]
-        d_crop = dout[:, :, c0:dout.shape[2] - c0, c1:dout.shape[3] - c1]
-        d_pad = _pad_nhwc(d_crop.transpose(0, 2, 3, 1), *self.pad, self.d_pads[slot][:nb])
+        nb = d_nhwc.shape[0]
+        d_crop = d_nhwc[:, c0:d_nhwc.shape[1] - c0, c1:d_nhwc.shape[2] - c1]
+        d_pad = _pad_nhwc(d_crop, *self.pad, self.d_pads[slot][:nb])
         cols = _im2col(d_pad, self.kernel, (1, 1), self.dilation, self.in_hw, buf)
-        res = xp.matmul(cols, self.w_flip, out=self.results[slot][:nb * h * w])  # (nb*H*W, C_in)
-        xp.copyto(dx, res.reshape(nb, h, w, -1).transpose(0, 3, 1, 2))
+        dx_nhwc = dx.transpose(0, 2, 3, 1)
+        if dx_nhwc.flags.c_contiguous:
+            xp.matmul(cols, self.w_flip, out=dx_nhwc.reshape(nb * h * w, -1))
+        else:
+            xp.copyto(dx_nhwc, (cols @ self.w_flip).reshape(dx_nhwc.shape))
 
 
 def _dx_col2im(d_t, weight, x_shape, padding, stride, dilation, out_hw):
@@ -498,7 +623,7 @@ def _dx_col2im(d_t, weight, x_shape, padding, stride, dilation, out_hw):
 
     Channels-last adds run over C_in; with few input channels (< 8) NCHW adds, which run
     along output rows, are faster. ``d_t`` is dout as (C_out, N*H_out*W_out).
-    Returns the padded dx, (N, C_in, H + 2P, W + 2P), possibly a transposed view.
+    Returns the padded dx as (N, H + 2P, W + 2P, C_in), possibly a transposed view.
     """
     xp = get_xp(d_t)
     c_out, c_in, kh, kw = weight.shape
@@ -514,11 +639,11 @@ def _dx_col2im(d_t, weight, x_shape, padding, stride, dilation, out_hw):
         for p in range(kh):
             for q in range(kw):
                 dx_pad[:, :, rows[p], cols[q]] += dcols[:, p, q]
-        return dx_pad.transpose(1, 0, 2, 3)
+        return dx_pad.transpose(1, 2, 3, 0)
     w_mat = weight.transpose(0, 2, 3, 1).reshape(c_out, -1)  # (C_out, K), K ordered (kH, kW, C_in)
     dcols = (d_t.T @ w_mat).reshape(nb, oh, ow, kh, kw, c_in)
     dx_pad = xp.zeros((nb, *pad_hw, c_in), dtype=d_t.dtype)
     for p in range(kh):
         for q in range(kw):
             dx_pad[:, rows[p], cols[q]] += dcols[:, :, :, p, q]
-    return dx_pad.transpose(0, 3, 1, 2)
+    return dx_pad

@@ -88,7 +88,7 @@ def _pad(x: Any, padding: tuple[int, int], value: float) -> Any:
         return x
     xp = get_xp(x)
     n, c, h, w = x.shape
-    out = xp.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
+    out = xp.full_like(x, value, shape=(n, c, h + 2 * ph, w + 2 * pw))  # x's memory layout
     out[:, :, ph : ph + h, pw : pw + w] = x
     return out
 
@@ -98,7 +98,7 @@ def _unpad(dxp: Any, padding: tuple[int, int], shape: tuple[int, ...]) -> Any:
     ph, pw = padding
     if ph == 0 and pw == 0:
         return dxp
-    return get_xp(dxp).ascontiguousarray(dxp[:, :, ph : ph + shape[2], pw : pw + shape[3]])
+    return dxp[:, :, ph : ph + shape[2], pw : pw + shape[3]].copy(order="K")  # same layout
 
 
 def _separable_reduce(
@@ -147,7 +147,7 @@ def _max_pool_fast(x: Any, xpad: Any, k: tuple[int, int], s: tuple[int, int],
     parts, slots = _batch_parts(xp, xpad)
     if len(parts) == 1:
         return _separable_reduce(xp.maximum, xpad, k, s, out_hw)
-    out = xp.empty((*x.shape[:2], *out_hw), dtype=x.dtype)
+    out = xp.empty_like(x, shape=(*x.shape[:2], *out_hw))  # the layout of x (K order)
 
     def chunk(i: int, slot: int) -> None:
         _separable_reduce(xp.maximum, xpad[parts[i]], k, s, out_hw, out=out[parts[i]])
@@ -251,6 +251,10 @@ def _max_pool_fast_backward(dout: Any, cache: dict[str, Any]) -> Any:
     the chunks run on the kernels' thread pool when the input is large."""
     xp = get_xp(dout)
     xpad, out, k = cache["xpad"], cache["out"], cache["kernel"]
+    if dout.strides != out.strides:  # e.g. NCHW dout for a channels-last out: one small
+        dout_like_out = xp.empty_like(out)  # copy, so that the passes below run in order
+        xp.copyto(dout_like_out, dout)
+        dout = dout_like_out
     tiled = k == cache["stride"] and xpad.shape[2:] == (out.shape[2] * k[0], out.shape[3] * k[1])
     dxp = xp.empty_like(xpad) if tiled else xp.zeros_like(xpad)  # tiled: every cell written
     parts, slots = _batch_parts(xp, xpad)
@@ -275,15 +279,20 @@ def _route_to_max(
     (kh, kw), (sh, sw) = k, s
     oh, ow = out.shape[2:]
     overlap = kh > sh or kw > sw
-    hit = xp.empty(out.shape, dtype=bool)
-    remaining = xp.ones(out.shape, dtype=bool)  # outputs whose gradient is not routed yet
+    hit = xp.empty_like(out, dtype=bool)  # the layout of out (NCHW or channels-last)
+    remaining = xp.empty_like(out, dtype=bool)  # outputs whose gradient is not routed yet
     tmp = xp.empty_like(dout) if overlap else None
     for a in range(kh):  # row-major offsets: the first maximum wins ties
         for b in range(kw):
             win = (slice(None), slice(None), _win(a, sh, oh), _win(b, sw, ow))
             xp.equal(xpad[win], out, out=hit)
-            hit &= remaining
-            remaining ^= hit
+            if a == b == 0:
+                xp.logical_not(hit, out=remaining)
+            elif a < kh - 1 or b < kw - 1:
+                hit &= remaining
+                remaining ^= hit
+            else:  # last offset: nothing routed after it
+                hit &= remaining
             if overlap:
                 xp.multiply(dout, hit, out=tmp)
                 dxp[win] += tmp

@@ -18,6 +18,9 @@ class Sequential(Module):
     ``Sequential(a, b)`` names the children ``"0"``, ``"1"`` (keys ``0.weight``, ...);
     ``Sequential(OrderedDict(conv1=a, relu1=b))`` uses the given names. Nested Sequentials
     give keys such as ``features.0.weight``, exactly as PyTorch.
+
+    Attributes:
+        fuse_conv_relu: run each fast Conv2d + ReLU pair as one fused kernel (default True).
     """
 
     def __init__(self, *layers: Module | OrderedDict[str, Module]) -> None:
@@ -32,6 +35,7 @@ class Sequential(Module):
                     f"Sequential: child {name!r} is not a Module, got {type(layer).__name__}"
                 )
             setattr(self, name, layer)
+        self.fuse_conv_relu = True
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -43,10 +47,30 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Feed ``x`` through every child in order."""
-        for layer in self._modules.values():
-            x = layer(x)
+        """Feed ``x`` through every child in order.
+
+        A fast ``Conv2d`` directly followed by a fast ``ReLU`` runs as one fused kernel
+        (``Conv2d.forward_relu``; the ReLU then passes gradients through), unless
+        ``fuse_conv_relu`` is False or either layer's forward or backward was replaced on
+        the instance (as per-layer timers do). The values are the same either way.
+        """
+        layers = list(self._modules.values())
+        i = 0
+        while i < len(layers):
+            if i + 1 < len(layers) and self._fusable(layers[i], layers[i + 1]):
+                x = layers[i].forward_relu(x)
+                layers[i + 1].applied_by_previous_()
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
         return x
+
+    def _fusable(self, first: Module, second: Module) -> bool:
+        """Whether ``first``, ``second`` can run as one conv + ReLU kernel."""
+        return (self.fuse_conv_relu and type(first) is Conv2d and type(second) is ReLU
+                and first.impl == "fast" and second.impl == "fast"
+                and not {"forward", "backward"} & (vars(first).keys() | vars(second).keys()))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """Feed ``dout`` backwards through every child, last first."""

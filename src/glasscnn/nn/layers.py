@@ -81,7 +81,15 @@ class Conv2d(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, C_in, H, W) → (N, C_out, H_out, W_out)."""
-        out, self._cache = K.conv2d_forward(
+        return self._run(K.conv2d_forward, x)
+
+    def forward_relu(self, x: np.ndarray) -> np.ndarray:
+        """This convolution followed by ReLU in one kernel call (``conv2d_relu_forward``);
+        ``backward`` then returns the gradient through both. Shapes as ``forward``."""
+        return self._run(K.conv2d_relu_forward, x)
+
+    def _run(self, kernel: Any, x: np.ndarray) -> np.ndarray:
+        out, self._cache = kernel(
             x, self.weight.data, None if self.bias is None else self.bias.data,
             stride=self.stride, padding=self.padding, dilation=self.dilation, impl=self.impl,
         )
@@ -89,7 +97,9 @@ class Conv2d(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         """Accumulate dW (and db); return dx of shape (N, C_in, H, W), or None if not needed."""
-        dx, dw, db = K.conv2d_backward(dout, self._cache, need_dx=self.input_grad)
+        fused = "relu_out" in self._cache
+        backward = K.conv2d_relu_backward if fused else K.conv2d_backward
+        dx, dw, db = backward(dout, self._cache, need_dx=self.input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -302,6 +312,9 @@ class _Elementwise(Module):
         return tuple(input_shape)
 
 
+_APPLIED_BY_PREVIOUS = object()  # ReLU's cache when Conv2d.forward_relu applied it
+
+
 class ReLU(_Elementwise):
     """max(x, 0), any shape."""
 
@@ -310,8 +323,15 @@ class ReLU(_Elementwise):
         out, self._cache = K.relu_forward(x, impl=self.impl)
         return out
 
+    def applied_by_previous_(self) -> None:
+        """Record that the layer before applied this ReLU itself (``Conv2d.forward_relu``):
+        until the next ``forward``, ``backward`` passes dout through unchanged."""
+        self._cache = _APPLIED_BY_PREVIOUS
+
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """dout where x > 0, else 0."""
+        if self._cache is _APPLIED_BY_PREVIOUS:
+            return dout
         return K.relu_backward(dout, self._cache)[0]
 
 

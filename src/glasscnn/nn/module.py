@@ -20,11 +20,25 @@ class Parameter:
 
     def __init__(self, data: np.ndarray) -> None:
         self.data = data
-        self.grad = np.zeros_like(data)
+        self._grad = np.zeros_like(data)
+        self._grad_is_zero = False  # zeroing owed: done on first read, skipped by accumulate
+
+    @property
+    def grad(self) -> np.ndarray:
+        """The accumulated gradient (the same array from step to step, zeroed in place)."""
+        if self._grad_is_zero:
+            self._grad.fill(0)
+            self._grad_is_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: np.ndarray) -> None:
+        self._grad = value
+        self._grad_is_zero = False
 
     def zero_grad(self) -> None:
-        """Set ``grad`` to zero, in place."""
-        self.grad.fill(0)
+        """Set ``grad`` to zero, in place (lazily: the first ``accumulate`` overwrites it)."""
+        self._grad_is_zero = True
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -32,8 +46,15 @@ class Parameter:
         return self.data.shape
 
     def accumulate(self, grad: np.ndarray) -> None:
-        """Add ``grad`` to ``self.grad`` (in place, as PyTorch accumulates)."""
-        self.grad += grad
+        """Add ``grad`` to ``self.grad`` (in place, as PyTorch accumulates).
+
+        Right after ``zero_grad`` this is one copy instead of a fill and an add.
+        """
+        if self._grad_is_zero:
+            self._grad[...] = grad
+            self._grad_is_zero = False
+        else:
+            self._grad += grad
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"

@@ -6,10 +6,15 @@ from typing import Any
 
 import numpy as np
 
+from glasscnn.kernels import _parallel
 from glasscnn.nn.module import Parameter
 from glasscnn.optim.optimizer import Optimizer, ParamsLike, lerp_
 
-BLOCK = 1 << 15  # elements per block of the update: a few arrays of it stay in L2
+# elements per block of the update: the block's arrays stay in cache between passes, and
+# each block's ~13 NumPy calls are few enough that two threads do not queue on the GIL
+# (measured on 4.2 M parameters: 2^15 elements 14.4 ms on two threads, 2^17 7.4 ms)
+BLOCK = 1 << 17
+PARALLEL_MIN_BLOCKS = 2  # a parameter of one block runs on the calling thread
 
 
 class Adam(Optimizer):
@@ -77,23 +82,32 @@ class Adam(Optimizer):
                    0.0 if self.decoupled_weight_decay else weight_decay)
         if all(a.flags.c_contiguous for a in arrays):
             # technique: the ~13 elementwise passes run block by block, so that the
-            # arrays stay in cache between passes (the update is memory-bound)
+            # arrays stay in cache between passes (the update is memory-bound); the blocks
+            # are independent and go to the kernels' thread pool, scratch per thread
             flat = [a.reshape(-1) for a in arrays]
-            for lo in range(0, flat[0].size, BLOCK):
-                self._update_block([a[lo:lo + BLOCK] for a in flat], scalars)
+            starts = range(0, flat[0].size, BLOCK)
+            _parallel.run_chunks(
+                lambda i, slot: self._update_block(
+                    [a[starts[i]:starts[i] + BLOCK] for a in flat], scalars, slot),
+                len(starts), None if len(starts) >= PARALLEL_MIN_BLOCKS else 1)
         else:
             self._update_block(arrays, scalars)
 
-    def _update_block(self, arrays: list[np.ndarray], scalars: tuple[float, ...]) -> None:
-        """The Adam update of one block: ``arrays`` = θ, g, m, v (and v̂ with amsgrad)."""
+    def _update_block(
+        self, arrays: list[np.ndarray], scalars: tuple[float, ...], slot: int = 0,
+    ) -> None:
+        """The Adam update of one block: ``arrays`` = θ, g, m, v (and v̂ with amsgrad).
+
+        ``slot``: the calling thread's number in a parallel section; it picks the scratch.
+        """
         data, grad, exp_avg, exp_avg_sq = arrays[:4]
         step_size, bias_correction2_sqrt, beta1, beta2, eps, weight_decay = scalars
         if weight_decay != 0:
-            decayed = self._scratch(data, 0)
+            decayed = self._scratch(data, 2 * slot)
             np.multiply(data, weight_decay, out=decayed)
             decayed += grad
             grad = decayed
-        tmp = self._scratch(data, 1)
+        tmp = self._scratch(data, 2 * slot + 1)
         lerp_(exp_avg, grad, 1 - beta1, tmp)
         exp_avg_sq *= beta2
         np.multiply(grad, 1 - beta2, out=tmp)
@@ -107,7 +121,7 @@ class Adam(Optimizer):
         np.sqrt(second, out=denom)
         denom /= bias_correction2_sqrt
         denom += eps
-        delta = self._scratch(data, 0)
+        delta = self._scratch(data, 2 * slot)
         np.multiply(exp_avg, -step_size, out=delta)
         delta /= denom
         data += delta

@@ -137,16 +137,12 @@ class Optimizer:
         """A reusable scratch array shaped and typed like ``like`` (contents undefined).
 
         One flat buffer per (dtype, slot) is shared by all parameters and grown to the
-        largest, so a step allocates nothing after the first.
+        largest request, so a step allocates nothing after the first.
         """
         key = (like.dtype.str, slot)
         buf = self._workspace.get(key)
         if buf is None or buf.size < like.size:
-            size = max(
-                [p.data.size for g in self.param_groups for p in g["params"]
-                 if p.data.dtype == like.dtype] + [like.size]
-            )
-            buf = np.empty_like(like, shape=(size,), order="C")
+            buf = np.empty_like(like, shape=(like.size,), order="C")
             self._workspace[key] = buf
         return buf[: like.size].reshape(like.shape)
 
