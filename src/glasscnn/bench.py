@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import os
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from glasscnn.kernels._parallel import blas_found, single_threaded
 from glasscnn.kernels._parallel import threads as kernel_threads
 from glasscnn.models import zoo
 from glasscnn.optim import SGD, Adam
+from glasscnn.optim.optimizer import Optimizer
 
 THREADS = 2
 ENV = {
@@ -520,61 +522,111 @@ def _memory_report(torch: Any, echo: Callable[[str], None], report: dict[str, An
 
 
 CATEGORIES = ("GEMM", "im2col", "col2im", "pooling", "elementwise", "optimizer", "other")
-_CONV_COPIES = {"_im2col": "im2col", "_im2col_k_major": "im2col", "_pad_nhwc": "im2col",
-                "_pad_nchw": "im2col", "_dx_col2im": "col2im"}
+# NumPy functions timed by the profile; the rest (and operators such as += and @) count as
+# "other", with the Python overhead of every layer
+_PROFILED = ("matmul", "copyto", "maximum", "minimum", "greater", "equal", "multiply", "add",
+             "subtract", "divide", "sqrt", "exp", "log", "logical_not", "logical_and",
+             "logical_xor", "sum", "mean",
+             "empty", "zeros", "ones", "empty_like", "zeros_like")
 
 
-def _category(func: tuple[str, int, str]) -> str | None:
-    """The category of a profiled function ``(file, line, name)``; None for built-ins."""
-    path, _, name = func
+def _category(numpy_name: str, path: str, caller: str) -> str:
+    """The category of a NumPy call ``numpy_name`` made by function ``caller`` in ``path``.
+
+    In the conv kernels: everything col2im does to col2im (its GEMM included), other GEMMs
+    to GEMM, copies and buffers (window copies, padding, the transposed conv's dout
+    windows, layout changes of dout) to im2col, ufuncs (bias, fused ReLU, its mask) to
+    elementwise. Calls from linear.py and the thread pool's matmul: GEMM; pool.py: pooling;
+    the optimizers: optimizer; other kernels: elementwise.
+    """
     path = path.replace("\\", "/")
     if "/glasscnn/kernels/conv.py" in path:
-        return _CONV_COPIES.get(name, "GEMM")
-    if "/glasscnn/kernels/linear.py" in path:
+        if caller == "_dx_col2im":
+            return "col2im"
+        if numpy_name == "matmul":
+            return "GEMM"
+        return "im2col" if numpy_name in ("copyto", "zeros", "empty") else "elementwise"
+    if "/glasscnn/kernels/_parallel.py" in path:
         return "GEMM"
+    if "/glasscnn/kernels/linear.py" in path:
+        return "GEMM" if numpy_name == "matmul" else "elementwise"
     if "/glasscnn/kernels/pool.py" in path:
         return "pooling"
     if "/glasscnn/kernels/" in path:
         return "elementwise"
     if "/glasscnn/optim/" in path:
         return "optimizer"
-    if path.startswith("~") or path == "":
-        return None
     return "other"
 
 
+class _TimedNumpy:
+    """Stands in for one NumPy function during a profile: adds its run time to the category
+    of the function that called it; anything else (``np.add.reduce``, ...) is passed on."""
+
+    def __init__(self, name: str, fn: Any, totals: dict[str, float]) -> None:
+        self._name, self._fn, self._totals = name, fn, totals
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        code = sys._getframe(1).f_code
+        start = time.perf_counter()
+        try:
+            return self._fn(*args, **kwargs)
+        finally:
+            cat = _category(self._name, code.co_filename, code.co_name)
+            self._totals[cat] += time.perf_counter() - start
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._fn, attr)
+
+
 def profile_step(name: str = "vgg", batch: int = 128, steps: int = 5) -> dict[str, float]:
-    """Seconds per step spent in each of ``CATEGORIES`` during a training step (cProfile).
+    """Seconds per step spent in each of ``CATEGORIES`` during a training step.
 
-    Each function's own time goes to its category: conv helpers that copy windows (im2col,
-    padding) or scatter them back (col2im, whose one GEMM is counted with it) by name, the
-    rest of the conv and linear kernels (GEMMs and their output copies) to GEMM, pool.py to
-    pooling, other kernels to elementwise, optim/ to optimizer; a built-in (a NumPy call)
-    goes to the category of the function that called it. The step runs single-threaded
-    (``glasscnn.kernels._parallel.single_threaded``), so the times are CPU time per
-    category, not the wall time of a two-thread step.
+    Technique: for the timed steps the NumPy functions of ``_PROFILED`` are replaced by
+    timers that charge each call to a category chosen from the NumPy function and the
+    kernel function that called it (:func:`_category`); "other" is the rest of the step's
+    wall time (Python, operators such as ``+=``, NumPy functions not listed), except that
+    the optimizer's ``zero_grad`` and ``step`` are charged to "optimizer" whole. The step runs
+    single-threaded (``glasscnn.kernels._parallel.single_threaded``), so the categories add
+    up to the step's time on one thread, not to the wall time of a two-thread step.
     """
-    import cProfile
-    import pstats
-
     case = training_case(name, batch, None)
-    with single_threaded():  # cProfile sees one thread: run every chunk on it
+    totals = dict.fromkeys(CATEGORIES, 0.0)
+    originals = {n: getattr(np, n) for n in _PROFILED}
+    opt_methods = {m: getattr(Optimizer, m) for m in ("step", "zero_grad")}
+    with single_threaded():
         for _ in range(2):
             case.ours()
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(steps):
-            case.ours()
-        prof.disable()
-    totals = dict.fromkeys(CATEGORIES, 0.0)
-    for func, (_, _, tt, _, callers) in pstats.Stats(prof).stats.items():
-        cat = _category(func)
-        if cat is not None:
-            totals[cat] += tt
-            continue
-        for caller, edge in callers.items():
-            totals[_category(caller) or "other"] += edge[2]
+        try:
+            for n, fn in originals.items():
+                setattr(np, n, _TimedNumpy(n, fn, totals))
+            for m, fn in opt_methods.items():
+                setattr(Optimizer, m, _charged_to_optimizer(fn, totals))
+            start = time.perf_counter()
+            for _ in range(steps):
+                case.ours()
+            wall = time.perf_counter() - start
+        finally:
+            for n, fn in originals.items():
+                setattr(np, n, fn)
+            for m, fn in opt_methods.items():
+                setattr(Optimizer, m, fn)
+    totals["other"] += wall - sum(totals.values())
     return {k: v / steps for k, v in totals.items()}
+
+
+def _charged_to_optimizer(method: Any, totals: dict[str, float]) -> Callable[..., Any]:
+    """``method`` with its whole wall time (NumPy calls, operators, Python) charged to
+    "optimizer" instead of wherever its NumPy calls would go."""
+    def timed(self: Any) -> Any:
+        before = dict(totals)
+        start = time.perf_counter()
+        try:
+            return method(self)
+        finally:
+            totals.update(before)
+            totals["optimizer"] += time.perf_counter() - start
+    return timed
 
 
 def print_profile(profile: dict[str, float], echo: Callable[[str], None] = print) -> None:

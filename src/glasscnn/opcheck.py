@@ -43,6 +43,11 @@ def _conv_inputs(rng: np.random.Generator, dtype: Any) -> list[np.ndarray]:
     return [rng.standard_normal(s).astype(dtype) for s in [(2, 3, 32, 32), (32, 3, 7, 7), (32,)]]
 
 
+def _conv_relu_inputs(rng: np.random.Generator, dtype: Any) -> list[np.ndarray]:
+    shapes = [(8, 16, 32, 32), (16, 16, 3, 3), (16,)]
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+
 def _linear_inputs(rng: np.random.Generator, dtype: Any) -> list[np.ndarray]:
     return [rng.standard_normal(s).astype(dtype) for s in [(64, 256), (128, 256), (128,)]]
 
@@ -80,6 +85,9 @@ def cases() -> list[OpCase]:
     return [
         OpCase("conv2d", "2x3x32x32, 32 7x7", K.conv2d_forward, K.conv2d_backward,
                _conv_inputs, 3, {}, lambda t, x, w, b: t.nn.functional.conv2d(x, w, b)),
+        OpCase("conv2d_relu", "8x16x32x32 16 3x3 p1", K.conv2d_relu_forward,
+               K.conv2d_relu_backward, _conv_relu_inputs, 3, {"padding": 1},
+               lambda t, x, w, b: t.relu(t.nn.functional.conv2d(x, w, b, padding=1))),
         OpCase("max_pool2d", "8x16x32x32, 2x2 s2", K.max_pool2d_forward, K.max_pool2d_backward,
                _normal(8, 16, 32, 32), 1, {"kernel_size": 2},
                lambda t, x: t.nn.functional.max_pool2d(x, 2)),

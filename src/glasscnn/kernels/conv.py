@@ -394,7 +394,7 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw, relu=False
             dst = out[ch].transpose(0, 2, 3, 1).reshape(rows, c_out)
             xp.matmul(cols, w_mat.T, out=dst)  # (nb*P, K) @ (K, C_out)
             if bias is not None:
-                dst += bias
+                xp.add(dst, bias, out=dst)
         else:
             res = xp.matmul(w_mat, cols.T, out=results[slot][:, :rows])  # (C_out, nb*P)
             res = res.reshape(c_out, nb, positions).transpose(1, 0, 2)
@@ -461,7 +461,7 @@ def _forward_k_major(x, weight, bias, stride, padding, dilation, out_hw, relu=Fa
         if nb == 1:  # one image: the GEMM writes the output in place
             xp.matmul(w_mat, cols, out=dst[0])  # (C_out, K) @ (K, P)
             if bias is not None:
-                dst += bias[:, None]
+                xp.add(dst, bias[:, None], out=dst)
         else:
             res = xp.matmul(w_mat, cols).reshape(c_out, nb, positions).transpose(1, 0, 2)
             if bias is None:
@@ -539,12 +539,12 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has
             d_rows = d_t.reshape(c_out, nb * positions).T
             d_nhwc = d_t.reshape(c_out, nb, *out_hw).transpose(1, 2, 3, 0)
         if has_bias:  # db[co] = Σ_{n,i,j} dout[n, co, i, j], as a GEMV (8× a column sum)
-            db_sums[slot] += ones[:nb * positions] @ d_rows
+            xp.add(db_sums[slot], xp.matmul(ones[:nb * positions], d_rows), out=db_sums[slot])
         # dWᵀ = cols @ d_rows, (K, nb*P) @ (nb*P, C_out): with few output channels, the other
         # orientation (M = C_out, long inner dimension) makes 2-thread OpenBLAS synchronise
         # per K block and stall for seconds under load
         if started[slot]:
-            dw_mats[slot] += xp.matmul(cols, d_rows, out=dw_tmp[slot])
+            xp.add(dw_mats[slot], xp.matmul(cols, d_rows, out=dw_tmp[slot]), out=dw_mats[slot])
         else:
             xp.matmul(cols, d_rows, out=dw_mats[slot])
             started[slot] = True
@@ -561,7 +561,7 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has
     _parallel.run_chunks(chunk, len(chunks), slots)
     dw_mat, *others = [m for m, used in zip(dw_mats, started, strict=True) if used]
     for other in others:
-        dw_mat += other
+        xp.add(dw_mat, other, out=dw_mat)
     if nchw:
         dw = dw_mat.T.reshape(c_out, c_in, kh, kw)
     else:

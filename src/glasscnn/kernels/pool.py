@@ -289,13 +289,13 @@ def _route_to_max(
             if a == b == 0:
                 xp.logical_not(hit, out=remaining)
             elif a < kh - 1 or b < kw - 1:
-                hit &= remaining
-                remaining ^= hit
+                xp.logical_and(hit, remaining, out=hit)
+                xp.logical_xor(remaining, hit, out=remaining)
             else:  # last offset: nothing routed after it
-                hit &= remaining
+                xp.logical_and(hit, remaining, out=hit)
             if overlap:
                 xp.multiply(dout, hit, out=tmp)
-                dxp[win] += tmp
+                xp.add(dxp[win], tmp, out=dxp[win])
             else:
                 xp.multiply(dout, hit, out=dxp[win])
 
