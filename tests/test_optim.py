@@ -263,8 +263,9 @@ def test_step_updates_in_place_without_allocating():
         finally:
             tracemalloc.stop()
         assert all(p.data is d for p, d in zip(params, data, strict=True))
-        # a few KiB of Python objects (the thread pool's hand-off), no array-sized buffers
-        assert peak - base < 16384, f"{name} {kwargs} allocated {peak - base} bytes per step"
+        # Python objects of the thread pool's hand-off (a few KiB; more if the pool starts
+        # a worker), far below one array-sized buffer (1 MiB here)
+        assert peak - base < 65536, f"{name} {kwargs} allocated {peak - base} bytes per step"
 
 
 def test_zero_grad():

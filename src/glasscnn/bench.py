@@ -236,6 +236,7 @@ def epoch_case(torch: Any | None, batch: int = 128, max_batches: int | None = No
             yield x, np.asarray(labels, dtype=np.int64)
 
     model = zoo.lenet_bn(in_channels=1, input_size=28, seed=0).requires_input_grad_(False)
+    twin = None if torch is None else to_torch(model, torch).train()  # the same start
     step = _train_step(model, SGD(model.parameters(), lr=0.01, momentum=0.9))
     images = 0
     start = time.perf_counter()
@@ -244,8 +245,7 @@ def epoch_case(torch: Any | None, batch: int = 128, max_batches: int | None = No
         images += len(y)
     ours = time.perf_counter() - start
     theirs = None
-    if torch is not None:
-        twin = to_torch(model, torch).train()
+    if twin is not None:
         t_step = _torch_train_step(twin, torch.optim.SGD(twin.parameters(), lr=0.01,
                                                          momentum=0.9), torch)
         start = time.perf_counter()
@@ -288,15 +288,17 @@ def kernel_cases() -> list[tuple[str, Callable[[str], Any]]]:
 
 def _backward_case(forward: Callable[[str], Any], backward: Callable[..., Any],
                    rng: np.random.Generator) -> Callable[[str], Any]:
-    """A callable running only ``backward`` on a cache made once per impl."""
-    made: dict[str, tuple[Any, Any]] = {}
+    """A callable running only ``backward`` on a cache made once per impl; both impls get
+    the same upstream gradient."""
+    made: dict[str, Any] = {}
+    douts: list[Any] = []
 
     def run(impl: str) -> Any:
         if impl not in made:
-            out, cache = forward(impl)
-            made[impl] = (rng.standard_normal(out.shape).astype(out.dtype), cache)
-        dout, cache = made[impl]
-        return backward(dout, cache)
+            out, made[impl] = forward(impl)
+            if not douts:
+                douts.append(rng.standard_normal(out.shape).astype(out.dtype))
+        return backward(douts[0], made[impl])
 
     return run
 
@@ -631,7 +633,7 @@ def _charged_to_optimizer(method: Any, totals: dict[str, float]) -> Callable[...
 
 def print_profile(profile: dict[str, float], echo: Callable[[str], None] = print) -> None:
     """Print a profile from :func:`profile_step` as ms per step and percent."""
-    total = sum(profile.values())
+    total = sum(profile.values()) or 1.0
     echo(f"{'category':<12} {'ms/step':>9} {'share':>7}")
     for cat, sec in profile.items():
         echo(f"{cat:<12} {sec * 1e3:9.1f} {100 * sec / total:6.1f}%")

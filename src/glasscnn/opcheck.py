@@ -185,4 +185,6 @@ def check_ops(dtype: Any = np.float32, repeat: int = 3, torch: Any = None,
         (max absolute difference over the output and every gradient; ``None`` where there
         is no reference), ``forward_speedup`` and ``backward_speedup`` (naive time / fast).
     """
+    if repeat < 1:
+        raise ValueError(f"check_ops: repeat must be >= 1, got {repeat}")
     return [_run_case(case, dtype, repeat, torch, seed) for case in cases()]

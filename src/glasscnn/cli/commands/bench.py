@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, "-m", "glasscnn.cli.main", *_argv(args)], env)
     if args.profile:
-        print("vgg_cifar SGD-momentum step, batch 128, by category (cProfile):")
+        print(f"vgg_cifar SGD-momentum step, batch 128, one thread, mean of {args.repeat} "
+              "steps, NumPy calls timed by category (docs/performance.md):")
         print_profile(profile_step("vgg", 128, args.repeat))
         return 0
     workloads = tuple(args.workload) if args.workload else WORKLOADS
