@@ -98,22 +98,31 @@ GRADCHECK_CONFIGS = [
 ]
 
 
+# (forward, backward, step, bar): conv is linear in each argument, so a large step adds no
+# truncation error and less rounding; with the ReLU, a step small enough not to cross its
+# kink at any pre-activation of the seeded data
+GRADCHECK_OPS = [
+    pytest.param(conv2d_forward, conv2d_backward, 1e-3, 1e-8, id="conv2d"),
+    pytest.param(conv2d_relu_forward, conv2d_relu_backward, 1e-6, 1e-6, id="conv2d_relu"),
+]
+
+
+@pytest.mark.parametrize(("forward", "backward", "h", "bar"), GRADCHECK_OPS)
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("config", GRADCHECK_CONFIGS)
-def test_gradients_match_finite_differences(config, impl, rng):
+def test_gradients_match_finite_differences(config, impl, forward, backward, h, bar, rng):
     x, w, b = _inputs(rng, config)
     _, _, stride, padding, dilation, _ = config
-    out, cache = conv2d_forward(x, w, b, stride, padding, dilation, impl=impl)
+    out, cache = forward(x, w, b, stride, padding, dilation, impl=impl)
     dout = rng.standard_normal(out.shape)
-    dx, dw, db = conv2d_backward(dout, cache)
+    dx, dw, db = backward(dout, cache)
 
     def f():
-        return conv2d_forward(x, w, b, stride, padding, dilation, impl=impl)[0]
+        return forward(x, w, b, stride, padding, dilation, impl=impl)[0]
 
-    # conv is linear in each argument: a large step adds no truncation error, less rounding
-    assert rel_error(dx, numerical_gradient(f, x, dout, h=1e-3)) < 1e-8
-    assert rel_error(dw, numerical_gradient(f, w, dout, h=1e-3)) < 1e-8
-    assert rel_error(db, numerical_gradient(f, b, dout, h=1e-3)) < 1e-8
+    assert rel_error(dx, numerical_gradient(f, x, dout, h=h)) < bar
+    assert rel_error(dw, numerical_gradient(f, w, dout, h=h)) < bar
+    assert rel_error(db, numerical_gradient(f, b, dout, h=h)) < bar
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -285,24 +294,6 @@ def test_conv_relu_matches_conv_then_relu(config, impl, rng):
         dx, dw, db = conv2d_relu_backward(_channels_last_copy(dout), cache, need_dx=False)
         assert dx is None
         _assert_grads_close((dw, db), grads_ref[1:], rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("config", GRADCHECK_CONFIGS)
-def test_conv_relu_gradients_match_finite_differences(config, impl, rng):
-    x, w, b = _inputs(rng, config)
-    _, _, stride, padding, dilation, _ = config
-    out, cache = conv2d_relu_forward(x, w, b, stride, padding, dilation, impl=impl)
-    dout = rng.standard_normal(out.shape)
-    dx, dw, db = conv2d_relu_backward(dout, cache)
-
-    def f():
-        return conv2d_relu_forward(x, w, b, stride, padding, dilation, impl=impl)[0]
-
-    # a step small enough not to cross the ReLU's kink at any pre-activation (seeded data)
-    assert rel_error(dx, numerical_gradient(f, x, dout, h=1e-6)) < 1e-6
-    assert rel_error(dw, numerical_gradient(f, w, dout, h=1e-6)) < 1e-6
-    assert rel_error(db, numerical_gradient(f, b, dout, h=1e-6)) < 1e-6
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

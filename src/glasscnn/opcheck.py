@@ -6,7 +6,6 @@ upstream gradient and returns one row per operator; ``glasscnn ops`` prints them
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from glasscnn import kernels as K
+from glasscnn.analysis.machine import best_seconds
 
 
 @dataclass
@@ -121,15 +121,6 @@ def cases() -> list[OpCase]:
     ]
 
 
-def _best_time(fn: Callable[[], Any], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def _max_diff(a: list[Any], b: list[Any]) -> float:
     return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
                for x, y in zip(a, b, strict=True) if x is not None)
@@ -154,8 +145,8 @@ def _run_case(case: OpCase, dtype: Any, repeat: int, torch: Any, seed: int) -> d
         out, cache = case.forward(*arrays, **case.kwargs, impl=impl)
         results[impl] = [out, *case.backward(dout, cache)[: case.n_diff]]
         times[impl] = (
-            _best_time(lambda impl=impl: case.forward(*arrays, **case.kwargs, impl=impl), n),
-            _best_time(lambda cache=cache: case.backward(dout, cache), n),
+            best_seconds(lambda impl=impl: case.forward(*arrays, **case.kwargs, impl=impl), n, 0),
+            best_seconds(lambda cache=cache: case.backward(dout, cache), n, 0),
         )
     ref = None
     if torch is not None and case.torch_fn is not None:

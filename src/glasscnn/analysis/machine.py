@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,19 @@ def fingerprint() -> dict[str, Any]:
     }
 
 
-def _best_seconds(fn: Any, repeat: int) -> float:
-    fn()
+def best_seconds(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> float:
+    """The fastest of ``repeat`` timed calls of ``fn`` (after ``warmup`` untimed ones).
+
+    Args:
+        fn: the work, called with no arguments.
+        repeat: timed calls (at least 1).
+        warmup: untimed calls first.
+
+    Returns:
+        Seconds of the fastest timed call.
+    """
+    for _ in range(warmup):
+        fn()
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
@@ -68,10 +80,10 @@ def measure_machine(gemm_size: int = 2048, copy_bytes: int = 256 * 2**20,
     a = rng.standard_normal((gemm_size, gemm_size), dtype=np.float32)
     b = rng.standard_normal((gemm_size, gemm_size), dtype=np.float32)
     c = np.empty_like(a)
-    gemm_s = _best_seconds(lambda: np.matmul(a, b, out=c), repeat)
+    gemm_s = best_seconds(lambda: np.matmul(a, b, out=c), repeat)
     src = np.ones(max(1, copy_bytes // 4), dtype=np.float32)
     dst = np.zeros_like(src)
-    copy_s = _best_seconds(lambda: np.copyto(dst, src), repeat)
+    copy_s = best_seconds(lambda: np.copyto(dst, src), repeat)
     return {
         "sgemm_gflops": 2 * gemm_size**3 / gemm_s / 1e9,
         "copy_gbs": 2 * src.nbytes / copy_s / 1e9,
