@@ -217,8 +217,6 @@ def _check_args(x, weight, bias, stride, padding, dilation, impl):
     return stride, padding, dilation
 
 
-
-
 def _forward_naive(x, weight, bias, stride, padding, dilation, out_hw):
     """Loop nest over (n, c_out, i, j); the window sum is one ``np.sum``."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -349,10 +347,11 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw, relu=False
     """im2col + one GEMM per batch chunk (bounded buffer), in the layout that copies least.
 
     Channels-last im2col, or K-major (NCHW) with fewer than ``K_MAJOR_CHANNELS`` input
-    channels. Each chunk's GEMM writes its rows of a channels-last output in place; the
-    result is that buffer seen as (N, C_out, H_out, W_out) (see :func:`channels_last`). The
-    chunks run on the kernels' thread pool (``_parallel``) where :func:`_slots` says so,
-    each thread with its own buffers, allocated once per call. ``relu``: rectify each
+    channels. From ``K_MAJOR_CHANNELS`` output channels on, each chunk's GEMM writes its
+    rows of a channels-last output in place, and the result is that buffer seen as
+    (N, C_out, H_out, W_out) (see :func:`channels_last`); with fewer, the output is NCHW.
+    The chunks run on the kernels' thread pool (``_parallel``) where :func:`_slots` says
+    so, each thread with its own buffers, allocated once per call. ``relu``: rectify each
     chunk's output in place while it is in cache (:func:`conv2d_relu_forward`).
     """
     xp = get_xp(x)
@@ -501,12 +500,13 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has
     x_pads = _pad_buffers(xp, x, padding, nb_max, slots, nchw)
     bufs = [xp.empty(nb_max * per_image, x.dtype) for _ in range(slots)]
     dout_nhwc = dout.transpose(0, 2, 3, 1)
-    d_bufs = (None if dout_nhwc.flags.c_contiguous and relu_out is None
-              else [xp.empty((c_out, nb_max, positions), x.dtype) for _ in range(slots)])
+    d_bufs = None  # channels-last dout is read in place
     if relu_out is not None:  # NHWC scratch: the masked dout and the mask
         d_bufs = [xp.empty((nb_max, *out_hw, c_out), x.dtype) for _ in range(slots)]
         masks = [xp.empty((nb_max, *out_hw, c_out), bool) for _ in range(slots)]
         y_nhwc = relu_out.transpose(0, 2, 3, 1)
+    elif not dout_nhwc.flags.c_contiguous:  # NCHW dout: copied to (C_out, nb*P) per chunk
+        d_bufs = [xp.empty((c_out, nb_max, positions), x.dtype) for _ in range(slots)]
     db_sums = [xp.zeros(c_out, x.dtype) for _ in range(slots)] if has_bias else None
     ones = xp.ones(nb_max * positions, x.dtype) if has_bias else None
     dw_mats = [xp.empty((k, c_out), dtype=x.dtype) for _ in range(slots)]  # dWᵀ
