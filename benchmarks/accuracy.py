@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch_twin import torch_optimizer, torch_schedule, weights
+from torch_twin import torch_schedule, weights
 
 from glasscnn.io import to_torch
 from glasscnn.train import Recipe, Setup, Trainer, prepare
 from glasscnn.train.progress import progress_factory
+from glasscnn.train.recipes import make_optimizer
 from glasscnn.train.run import epoch_line
 
 AGREEMENT = 0.5  # points of accuracy between glasscnn and PyTorch
@@ -98,7 +99,7 @@ def train_torch(setup: Setup, model: Any, torch: Any) -> dict[str, Any]:
     r = setup.recipe
     torch.manual_seed(r.seed)
     loader = setup.train_loader
-    optimizer = torch_optimizer(r, list(model.parameters()), torch)
+    optimizer = make_optimizer(r, list(model.parameters()), torch.optim)
     schedule, interval = torch_schedule(r, optimizer, len(loader), torch)
     penalised = weights(model)
     loss_fn = torch.nn.functional.cross_entropy

@@ -1,8 +1,9 @@
 """PyTorch twins of glasscnn recipes, for benchmarks/accuracy.py.
 
 The model twin is ``glasscnn.io.to_torch`` (same layers, keys and weights, so both
-frameworks start from identical parameters); ``torch_optimizer`` and ``torch_schedule``
-mirror ``glasscnn.train.recipes``.
+frameworks start from identical parameters); the optimizer is
+``glasscnn.train.recipes.make_optimizer(recipe, params, torch.optim)``; ``torch_schedule``
+mirrors ``make_schedule``.
 """
 
 from __future__ import annotations
@@ -15,20 +16,6 @@ from glasscnn.train.recipes import Recipe
 def weights(module: Any) -> list[Any]:
     """The weight tensors (ndim ≥ 2) that the recipes' L2 term covers."""
     return [p for p in module.parameters() if p.ndim >= 2]
-
-
-def torch_optimizer(recipe: Recipe, params: list[Any], torch: Any) -> Any:
-    """``torch.optim`` twin of ``glasscnn.train.recipes.make_optimizer``."""
-    o = torch.optim
-    if recipe.optimizer == "adam":
-        return o.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    if recipe.optimizer == "adamw":
-        return o.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    if recipe.optimizer == "sgd":
-        return o.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                     weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
-    return o.RMSprop(params, lr=recipe.lr, momentum=recipe.momentum,
-                     weight_decay=recipe.weight_decay)
 
 
 def torch_schedule(recipe: Recipe, optimizer: Any, steps_per_epoch: int, torch: Any

@@ -28,13 +28,13 @@ import numpy as np
 
 from glasscnn import kernels as K
 from glasscnn import nn as gnn
+from glasscnn import optim
 from glasscnn.analysis import analyze
 from glasscnn.io import to_torch
 from glasscnn.kernels._parallel import ENV as THREADS_ENV
 from glasscnn.kernels._parallel import blas_found, single_threaded
 from glasscnn.kernels._parallel import threads as kernel_threads
 from glasscnn.models import zoo
-from glasscnn.optim import SGD, Adam
 from glasscnn.optim.optimizer import Optimizer
 
 THREADS = 2
@@ -201,16 +201,9 @@ def training_case(name: str, batch: int, torch: Any | None, size: int = 32,
         def theirs() -> Any:
             return t_step(tx, ty)
 
-    ours_opt = make_opt(model.parameters(), _OptLib)
+    ours_opt = make_opt(model.parameters(), optim)
     step = _train_step(model, ours_opt)
     return StepCase(model, lambda: step(x, y), theirs, 6.0 * model_macs(model, x.shape))
-
-
-class _OptLib:
-    """glasscnn's optimizers under torch.optim's names."""
-
-    SGD = SGD
-    Adam = Adam
 
 
 def epoch_case(torch: Any | None, batch: int = 128, max_batches: int | None = None,
@@ -237,7 +230,7 @@ def epoch_case(torch: Any | None, batch: int = 128, max_batches: int | None = No
 
     model = zoo.lenet_bn(in_channels=1, input_size=28, seed=0).requires_input_grad_(False)
     twin = None if torch is None else to_torch(model, torch).train()  # the same start
-    step = _train_step(model, SGD(model.parameters(), lr=0.01, momentum=0.9))
+    step = _train_step(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
     images = 0
     start = time.perf_counter()
     for x, y in batches():

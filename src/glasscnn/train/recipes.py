@@ -292,17 +292,28 @@ def build_model(recipe: Recipe, input_shape: tuple[int, int, int], num_classes: 
     return model, kwargs
 
 
-def make_optimizer(recipe: Recipe, params: list[Any]) -> optim.Optimizer:
-    """The recipe's optimizer over ``params`` (``lr``, ``weight_decay``, ``momentum``)."""
+def make_optimizer(recipe: Recipe, params: list[Any], lib: Any = optim) -> Any:
+    """The recipe's optimizer over ``params`` (``lr``, ``weight_decay``, ``momentum``).
+
+    Args:
+        recipe: the recipe.
+        params: the parameters to update.
+        lib: where the optimizer classes come from: ``glasscnn.optim``, or ``torch.optim``
+            for the PyTorch twin (same class names, same arguments).
+
+    Returns:
+        ``lib.Adam``, ``lib.AdamW``, ``lib.SGD`` (Nesterov when ``momentum`` > 0) or
+        ``lib.RMSprop``.
+    """
     if recipe.optimizer == "adam":
-        return optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        return lib.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "adamw":
-        return optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        return lib.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "sgd":
-        return optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                         weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
-    return optim.RMSprop(params, lr=recipe.lr, momentum=recipe.momentum,
-                         weight_decay=recipe.weight_decay)
+        return lib.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                       weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
+    return lib.RMSprop(params, lr=recipe.lr, momentum=recipe.momentum,
+                       weight_decay=recipe.weight_decay)
 
 
 def make_schedule(recipe: Recipe, optimizer: optim.Optimizer, steps_per_epoch: int
