@@ -481,8 +481,8 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has
     :func:`conv2d_relu_forward`) each chunk of dout is first multiplied by its mask
     ``[y > 0]``. ``dx`` is returned channels-last from 8 input channels on. The chunks run
     on the kernels' thread pool where :func:`_slots` says so; each thread has its own
-    buffers (allocated once per call) and sums its chunks' dW and db in its own
-    accumulators. Returns ``(dx or None, dW, db or None)``.
+    buffers (allocated once per call); each chunk's dW and db parts are summed in chunk
+    order afterwards. Returns ``(dx or None, dW, db or None)``.
     """
     xp = get_xp(dout)
     n, c_in, h, w = x.shape
@@ -507,11 +507,11 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has
         y_nhwc = relu_out.transpose(0, 2, 3, 1)
     elif not dout_nhwc.flags.c_contiguous:  # NCHW dout: copied to (C_out, nb*P) per chunk
         d_bufs = [xp.empty((c_out, nb_max, positions), x.dtype) for _ in range(slots)]
-    db_sums = [xp.zeros(c_out, x.dtype) for _ in range(slots)] if has_bias else None
+    # each chunk writes its own dWᵀ and db part, summed in chunk order at the end: the
+    # result does not depend on which thread ran which chunk (bitwise reproducible)
+    db_parts = xp.empty((len(chunks), c_out), x.dtype) if has_bias else None
     ones = xp.ones(nb_max * positions, x.dtype) if has_bias else None
-    dw_mats = [xp.empty((k, c_out), dtype=x.dtype) for _ in range(slots)]  # dWᵀ
-    dw_tmp = [xp.empty((k, c_out), dtype=x.dtype) for _ in range(slots)]
-    started = [False] * slots
+    dw_parts = xp.empty((len(chunks), k, c_out), dtype=x.dtype)  # dWᵀ per chunk
     dx = _empty_4d(xp, x.shape, x.dtype, c_in >= K_MAJOR_CHANNELS) if need_dx else None
     if transposed:
         dx_conv = _TransposedConv(xp, weight, padding, dilation, out_hw, (h, w), nb_max, slots)
@@ -539,15 +539,11 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has
             d_rows = d_t.reshape(c_out, nb * positions).T
             d_nhwc = d_t.reshape(c_out, nb, *out_hw).transpose(1, 2, 3, 0)
         if has_bias:  # db[co] = Σ_{n,i,j} dout[n, co, i, j], as a GEMV (8× a column sum)
-            xp.add(db_sums[slot], xp.matmul(ones[:nb * positions], d_rows), out=db_sums[slot])
+            xp.matmul(ones[:nb * positions], d_rows, out=db_parts[i])
         # dWᵀ = cols @ d_rows, (K, nb*P) @ (nb*P, C_out): with few output channels, the other
         # orientation (M = C_out, long inner dimension) makes 2-thread OpenBLAS synchronise
         # per K block and stall for seconds under load
-        if started[slot]:
-            xp.add(dw_mats[slot], xp.matmul(cols, d_rows, out=dw_tmp[slot]), out=dw_mats[slot])
-        else:
-            xp.matmul(cols, d_rows, out=dw_mats[slot])
-            started[slot] = True
+        xp.matmul(cols, d_rows, out=dw_parts[i])
         if not need_dx:
             return
         if transposed:
@@ -559,14 +555,18 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has
                                      padding[1]:padding[1] + w].transpose(0, 3, 1, 2))
 
     _parallel.run_chunks(chunk, len(chunks), slots)
-    dw_mat, *others = [m for m, used in zip(dw_mats, started, strict=True) if used]
-    for other in others:
-        xp.add(dw_mat, other, out=dw_mat)
+    dw_mat = dw_parts[0]
+    for part in dw_parts[1:]:
+        xp.add(dw_mat, part, out=dw_mat)
     if nchw:
         dw = dw_mat.T.reshape(c_out, c_in, kh, kw)
     else:
         dw = dw_mat.reshape(kh, kw, c_in, c_out).transpose(3, 2, 0, 1)
-    db = sum(db_sums[1:], db_sums[0]) if has_bias else None
+    db = None
+    if has_bias:
+        db = db_parts[0]
+        for part in db_parts[1:]:
+            xp.add(db, part, out=db)
     return dx, xp.ascontiguousarray(dw), db
 
 
