@@ -32,7 +32,7 @@ from glasscnn import optim
 from glasscnn.analysis import analyze
 from glasscnn.io import to_torch
 from glasscnn.kernels._parallel import ENV as THREADS_ENV
-from glasscnn.kernels._parallel import blas_found, single_threaded
+from glasscnn.kernels._parallel import blas_core, blas_found, single_threaded
 from glasscnn.kernels._parallel import threads as kernel_threads
 from glasscnn.models import zoo
 from glasscnn.optim.optimizer import Optimizer
@@ -418,7 +418,9 @@ def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = 
     echo(f"threads {THREADS}; " + " ".join(f"{k}={os.environ.get(k, '')}" for k in ENV))
     echo(f"glasscnn kernel threads {kernel_threads()} ({THREADS_ENV}="
          f"{os.environ.get(THREADS_ENV, '')}); NumPy's OpenBLAS "
-         + ("found" if blas_found() else "not found: kernel thread pool off"))
+         + ("found" if blas_found() else "not found: kernel thread pool off")
+         + (f", kernels {blas_core()} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')})"
+            if blas_core() else ""))
     echo(f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch else ""))
     echo(f"sgemm 2048³ float32 peak: {peak:.1f} GFLOP/s (measured now)")
     echo("")
@@ -531,10 +533,16 @@ def _category(numpy_name: str, path: str, caller: str) -> str:
     In the conv kernels: everything col2im does to col2im (its GEMM included), other GEMMs
     to GEMM, copies and buffers (window copies, padding, the transposed conv's dout
     windows, layout changes of dout) to im2col, ufuncs (bias, fused ReLU, its mask) to
-    elementwise. Calls from linear.py and the thread pool's matmul: GEMM; pool.py: pooling;
-    the optimizers: optimizer; other kernels: elementwise.
+    elementwise. In the Winograd kernel: its 16 or 36 products to GEMM, the tile gathering
+    and the three transforms (small GEMMs) to im2col, bias and ReLU to elementwise. Calls
+    from linear.py and the thread pool's matmul: GEMM; pool.py: pooling; the optimizers:
+    optimizer; other kernels: elementwise.
     """
     path = path.replace("\\", "/")
+    if "/glasscnn/kernels/_winograd.py" in path:
+        if caller == "products":
+            return "GEMM"
+        return "elementwise" if numpy_name in ("add", "maximum") else "im2col"
     if "/glasscnn/kernels/conv.py" in path:
         if caller == "_dx_col2im":
             return "col2im"

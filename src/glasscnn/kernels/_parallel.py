@@ -36,6 +36,7 @@ _SYMBOLS = (  # (set, get) in NumPy's scipy-openblas wheels, then plain OpenBLAS
     ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
     ("openblas_set_num_threads", "openblas_get_num_threads"),
 )
+_CORENAME = ("scipy_openblas_get_corename64_", "openblas_get_corename64_", "openblas_get_corename")
 
 
 class _Blas:
@@ -44,11 +45,18 @@ class _Blas:
     def __init__(self) -> None:
         self.set_fn: Any = None
         self.get_fn: Any = None
+        self.core = ""
         for path in _openblas_paths():
             try:
                 lib = ctypes.CDLL(path)
             except OSError:
                 continue
+            for name in _CORENAME:
+                if hasattr(lib, name):
+                    corename = getattr(lib, name)
+                    corename.argtypes, corename.restype = [], ctypes.c_char_p
+                    self.core = (corename() or b"").decode("ascii", "replace")
+                    break
             for set_name, get_name in _SYMBOLS:
                 if hasattr(lib, set_name) and hasattr(lib, get_name):
                     self.set_fn, self.get_fn = getattr(lib, set_name), getattr(lib, get_name)
@@ -107,6 +115,12 @@ if hasattr(os, "register_at_fork"):
 def blas_found() -> bool:
     """Whether NumPy's OpenBLAS was found, so that its thread count can be controlled."""
     return _blas.found
+
+
+def blas_core() -> str:
+    """The kernel set NumPy's OpenBLAS chose when it loaded (``"SkylakeX"``, ``"Haswell"``,
+    ...; see ``glasscnn._openblas_env``), or ``""`` when it is not known."""
+    return _blas.core
 
 
 def threads() -> int:

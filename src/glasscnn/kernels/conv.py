@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from glasscnn.kernels import _parallel
+from glasscnn.kernels import _parallel, _winograd
 from glasscnn.kernels._common import (
     check_impl,
     check_ndim,
@@ -347,8 +347,10 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw, relu=False
     """im2col + one GEMM per batch chunk (bounded buffer), in the layout that copies least.
 
     Channels-last im2col, or K-major (NCHW) with fewer than ``K_MAJOR_CHANNELS`` input
-    channels. From ``K_MAJOR_CHANNELS`` output channels on, each chunk's GEMM writes its
-    rows of a channels-last output in place, and the result is that buffer seen as
+    channels; 3×3 and 5×5 stride-1 layers with many channels and tiles go to Winograd
+    F(2×2, r×r) instead (``_winograd.applies``; channels-last output). From
+    ``K_MAJOR_CHANNELS`` output channels on, each chunk's GEMM writes its rows of a
+    channels-last output in place, and the result is that buffer seen as
     (N, C_out, H_out, W_out) (see :func:`channels_last`); with fewer, the output is NCHW.
     The chunks run on the kernels' thread pool (``_parallel``) where :func:`_slots` says
     so, each thread with its own buffers, allocated once per call. ``relu``: rectify each
@@ -363,6 +365,8 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw, relu=False
     # K-major, no weight copy
     if n * positions <= 2 * c_out or n == 1:
         return _forward_k_major(x, weight, bias, stride, padding, dilation, out_hw, relu)
+    if xp is np and _winograd.applies(weight.shape, stride, dilation, n, out_hw):
+        return _winograd.conv(x, weight, bias, padding, out_hw, relu)
     nchw = c_in < K_MAJOR_CHANNELS
     slots = _slots(xp, n, positions, k)
     chunks = _train_chunks(n, positions, positions * k * x.itemsize, slots)
