@@ -66,28 +66,20 @@ def test_transforms_compute_the_correlation(r):
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize(("forward", "backward"), [
+    pytest.param(conv2d_forward, conv2d_backward, id="conv2d"),
+    pytest.param(conv2d_relu_forward, conv2d_relu_backward, id="conv2d_relu"),
+])
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_matches_naive_forward_and_backward(config, always, rng):
+def test_matches_naive_forward_and_backward(config, forward, backward, always, rng):
     x, w, b, padding = _inputs(rng, config)
-    out_n, cache_n = conv2d_forward(x, w, b, 1, padding, impl="naive")
-    out_f, cache_f = conv2d_forward(x, w, b, 1, padding, impl="fast")
-    assert always == [w.shape]
-    np.testing.assert_allclose(out_f, out_n, rtol=1e-10, atol=1e-10)
-    dout = rng.standard_normal(out_n.shape)
-    assert_grads_match(conv2d_backward(dout, cache_n), conv2d_backward(dout, cache_f),
-                       (x, w, b), np.float64, rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_fused_relu_matches_naive(config, always, rng):
-    x, w, b, padding = _inputs(rng, config)
-    out_n, cache_n = conv2d_relu_forward(x, w, b, 1, padding, impl="naive")
-    out_f, cache_f = conv2d_relu_forward(x, w, b, 1, padding, impl="fast")
+    out_n, cache_n = forward(x, w, b, 1, padding, impl="naive")
+    out_f, cache_f = forward(x, w, b, 1, padding, impl="fast")
     assert always == [w.shape]
     np.testing.assert_allclose(out_f, out_n, rtol=1e-10, atol=1e-10)
     assert channels_last(out_f)
     dout = rng.standard_normal(out_n.shape)
-    assert_grads_match(conv2d_relu_backward(dout, cache_n), conv2d_relu_backward(dout, cache_f),
+    assert_grads_match(backward(dout, cache_n), backward(dout, cache_f),
                        (x, w, b), np.float64, rtol=1e-10, atol=1e-10)
 
 
