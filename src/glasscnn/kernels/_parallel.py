@@ -119,7 +119,7 @@ def blas_found() -> bool:
 
 def blas_core() -> str:
     """The kernel set NumPy's OpenBLAS chose when it loaded (``"SkylakeX"``, ``"Haswell"``,
-    ...; see ``glasscnn._openblas_env``), or ``""`` when it is not known."""
+    ...; ``OPENBLAS_CORETYPE`` overrides its choice), or ``""`` when it is not known."""
     return _blas.core
 
 
