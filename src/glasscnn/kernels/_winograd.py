@@ -57,8 +57,9 @@ def _kron_2d(r: int, points: tuple[float, ...]) -> tuple[Any, Any, Any]:
     return np.kron(bt, bt), np.kron(g, g), np.kron(at, at)
 
 
-# F(2×2, 3×3) and F(2×2, 5×5); points 0, ±1 (and ±2) as in Lavin & Gray
-KRON = {3: _kron_2d(3, (0, 1, -1)), 5: _kron_2d(5, (0, 1, -1, 2, -2))}
+# F(2×2, 3×3) and F(2×2, 5×5): finite interpolation points 0, ±1 (and ±2) as in Lavin & Gray
+POINTS = {3: (0, 1, -1), 5: (0, 1, -1, 2, -2)}
+KRON = {r: _kron_2d(r, points) for r, points in POINTS.items()}
 # fewer input or output channels than this: the products' GEMMs are too thin to gain
 # (measured: 16 and 32 channels at 16×16 and 32×32 as fast or slower than im2col)
 MIN_CHANNELS = 64
@@ -91,7 +92,7 @@ def applies(weight_shape: tuple[int, ...], stride: tuple[int, int],
 
 
 def conv(x: Any, weight: Any, bias: Any, padding: tuple[int, int],
-            out_hw: tuple[int, int], relu: bool = False) -> Any:
+         out_hw: tuple[int, int], relu: bool = False) -> Any:
     """r×r stride-1 convolution (r = 3 or 5) by Winograd F(2×2, r×r) on the thread pool.
 
     Four parallel sections: the filter transform by blocks of output channels; tile
@@ -126,7 +127,7 @@ def conv(x: Any, weight: Any, bias: Any, padding: tuple[int, int],
     m = np.empty((a2, n * per, c_out), dtype)  # M[k] = V[k] @ U[k]ᵀ
     out_nhwc = np.empty((n, ho, wo, c_out), dtype)
     x_nhwc = x.transpose(0, 2, 3, 1)
-    # each thread's padded input (size, 2*th + 2, 2*tw + 2, C_in), zero border written once
+    # each thread's padded input (size, 2*th + r - 1, 2*tw + r - 1, C_in), zero border once
     pads = [np.zeros((size, 2 * th + r - 1, 2 * tw + r - 1, c_in), dtype) for _ in range(slots)]
     d_bufs = [np.empty(a2 * size * per * c_in, dtype) for _ in range(slots)]
     y_bufs = [np.empty(4 * size * per * c_out, dtype) for _ in range(slots)]
