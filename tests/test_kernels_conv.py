@@ -23,7 +23,8 @@ IMPLS = ["naive", "fast"]
 
 # (x shape, weight shape, stride, padding, dilation, bias): strides 1-3, padding 0-3,
 # dilation 1-2, odd and non-square inputs and kernels, batch 1, kernel equal to the input,
-# and each fast path (channels-last / K-major forward; transposed-conv / col2im dx).
+# and each fast path (channels-last / K-major / batch-innermost (CHWN) forward;
+# transposed-conv / col2im dx).
 CONFIGS = [
     ((2, 3, 7, 7), (4, 3, 3, 3), 1, 0, 1, True),
     ((2, 3, 7, 7), (4, 3, 3, 3), 1, 1, 1, False),  # dx as a transposed convolution
@@ -43,6 +44,8 @@ CONFIGS = [
     ((2, 8, 6, 6), (8, 8, 3, 3), 1, 1, 1, True),  # channels-last output and dx, transposed
     ((3, 3, 7, 6), (9, 3, 3, 3), 2, 1, 1, True),  # K-major im2col, channels-last output
     ((2, 10, 7, 7), (12, 10, 3, 3), 2, 0, 1, False),  # channels-last col2im dx
+    ((2, 3, 5, 19), (4, 3, 3, 3), 1, 1, 1, True),  # few channels, wide: K-major, not CHWN
+    ((3, 2, 6, 20), (9, 2, 3, 3), 1, 0, 1, False),  # the same, channels-last output
 ]
 IDS = [
     f"x{'x'.join(map(str, xs))}-w{'x'.join(map(str, ws))}-s{s}-p{p}-d{d}-{'b' if b else 'nob'}"
@@ -77,8 +80,16 @@ def _assert_grads_close(ours, ref, rtol, atol):
             np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
 
 
+# CHWN_MAX_WIDTH: as set; 0, every layer with few input channels on the K-major NCHW
+# path; huge, every such layer batch-innermost
+CHWN_WIDTHS = [None, 0, 10**6]
+
+
+@pytest.mark.parametrize("chwn_width", CHWN_WIDTHS, ids=["default", "no-chwn", "all-chwn"])
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_naive_matches_fast(config, rng):
+def test_naive_matches_fast(config, chwn_width, monkeypatch, rng):
+    if chwn_width is not None:
+        monkeypatch.setattr(conv_module, "CHWN_MAX_WIDTH", chwn_width)
     x, w, b = _inputs(rng, config)
     _, _, stride, padding, dilation, _ = config
     out_n, cache_n = conv2d_forward(x, w, b, stride, padding, dilation, impl="naive")
@@ -215,8 +226,11 @@ def test_no_bias_gives_none(rng):
     assert conv2d_backward(rng.standard_normal(out.shape), cache)[2] is None
 
 
+@pytest.mark.parametrize("chwn_width", CHWN_WIDTHS[:2], ids=["default", "no-chwn"])
 @pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[3]], ids=["transposed", "col2im"])
-def test_batch_chunks_give_the_same_result(config, monkeypatch, rng):
+def test_batch_chunks_give_the_same_result(config, chwn_width, monkeypatch, rng):
+    if chwn_width is not None:
+        monkeypatch.setattr(conv_module, "CHWN_MAX_WIDTH", chwn_width)
     x, w, b = _inputs(rng, config)
     x = np.concatenate([x] * 3)  # an odd number of images: the last chunk is smaller
     _, _, stride, padding, dilation, _ = config
@@ -262,7 +276,8 @@ def test_fast_layouts_and_any_dout_layout(config, rng):
     _, _, stride, padding, dilation, _ = config
     out, cache = conv2d_forward(x, w, b, stride, padding, dilation)
     k_major = x.shape[0] == 1 or x.shape[0] * out[0, 0].size <= 2 * w.shape[0]  # NCHW output
-    assert _nhwc_only(out) == (w.shape[0] >= 8 and not k_major)
+    chwn = x.shape[1] < 8 and out.shape[3] <= conv_module.CHWN_MAX_WIDTH  # NCHW output
+    assert _nhwc_only(out) == (w.shape[0] >= 8 and not k_major and not chwn)
     dout = rng.standard_normal(out.shape)
     grads = conv2d_backward(np.ascontiguousarray(dout), cache)
     assert _nhwc_only(grads[0]) == (x.shape[1] >= 8)
