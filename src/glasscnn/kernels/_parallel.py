@@ -226,6 +226,33 @@ def _run_locked(fn: Callable[[int, int], Any], count: int, n_threads: int) -> No
         raise errors[0]
 
 
+def batch_parts(xp: Any, a: Any, chunk_bytes: int, min_elements: int) -> tuple[list[slice], int]:
+    """Slices of ``a``'s first axis of about ``chunk_bytes`` each, and the threads for them.
+
+    Technique: an elementwise or reduction op makes its several passes over one slice
+    while the slice is in cache, and the slices go to the pool's threads when ``a`` is a
+    NumPy array of at least ``min_elements`` elements (then at least one slice per
+    thread); otherwise the slices run on the calling thread (slots 1).
+
+    Args:
+        xp: ``a``'s array namespace.
+        a: an array of at least one dimension.
+        chunk_bytes: the target size of a slice.
+        min_elements: the smallest ``a.size`` that goes to the thread pool.
+
+    Returns:
+        ``(slices, slots)``: slices covering ``range(a.shape[0])`` in order, and the
+        ``slots`` to pass to :func:`run_chunks`.
+    """
+    n = a.shape[0]
+    step = max(1, chunk_bytes // max(1, a[:1].nbytes))
+    slots = 1
+    if xp is np and a.size >= min_elements:
+        slots = threads()
+        step = min(step, -(-n // slots))
+    return [slice(n0, n0 + step) for n0 in range(0, max(n, 1), step)], slots
+
+
 MATVEC_MAX = 4  # products with at most this many rows or columns: NumPy's matmul
 
 

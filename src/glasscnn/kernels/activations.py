@@ -7,7 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from glasscnn.kernels import _parallel
 from glasscnn.kernels._common import as_float_array, check_dout, check_impl, get_xp
+
+# fast ReLU: batch chunks of about this size, on the kernels' thread pool from this many
+# elements on (a memory-bound pass gains from the second core)
+_CHUNK_BYTES = 1 << 19
+_PARALLEL_MIN_ELEMENTS = 1 << 18
 
 
 def relu_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:
@@ -15,7 +21,8 @@ def relu_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:
 
     Args:
         x: array of any shape (float32 or float64; other real dtypes become float32).
-        impl: ``"naive"`` (a loop over elements) or ``"fast"`` (one ufunc call).
+        impl: ``"naive"`` (a loop over elements) or ``"fast"`` (one ufunc call per batch
+            chunk, on the kernels' thread pool when large).
 
     Returns:
         ``(out, cache)``: ``out`` has ``x``'s shape and dtype; the cache holds ``out``,
@@ -30,7 +37,13 @@ def relu_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:
             out[idx] = 0 if v <= 0 else v  # y = max(x, 0); NaN passes through
     else:
         xp = get_xp(x)
-        out = xp.maximum(x, 0, out=xp.empty_like(x))  # ufunc maximum into a fresh buffer
+        out = xp.empty_like(x)  # in x's memory layout
+        if x.ndim == 0:
+            xp.maximum(x, 0, out=out)
+        else:  # ufunc maximum over batch chunks, on the thread pool when large
+            parts, slots = _parallel.batch_parts(xp, x, _CHUNK_BYTES, _PARALLEL_MIN_ELEMENTS)
+            _parallel.run_chunks(lambda i, _slot: xp.maximum(x[parts[i]], 0, out=out[parts[i]]),
+                                 len(parts), slots)
     return out, {"impl": impl, "out": out}
 
 
@@ -52,7 +65,17 @@ def relu_backward(dout: Any, cache: dict) -> tuple[Any]:
             dx[idx] = dout[idx] if out[idx] > 0 else 0  # dx = dout · [x > 0]
         return (dx,)
     xp = get_xp(out)
-    return (xp.multiply(dout, out > 0, out=xp.empty_like(out)),)  # dout times the 0/1 mask
+    dx = xp.empty_like(out)
+    if out.ndim == 0:
+        return (xp.multiply(dout, out > 0, out=dx),)
+
+    def masked(i, _slot):  # dout times the 0/1 mask, per batch chunk
+        part = parts[i]
+        xp.multiply(dout[part], out[part] > 0, out=dx[part])
+
+    parts, slots = _parallel.batch_parts(xp, out, _CHUNK_BYTES, _PARALLEL_MIN_ELEMENTS)
+    _parallel.run_chunks(masked, len(parts), slots)
+    return (dx,)
 
 
 def sigmoid_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:

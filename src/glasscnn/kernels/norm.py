@@ -8,9 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from glasscnn.kernels import _parallel
 from glasscnn.kernels._common import as_float_array, check_dout, check_impl, check_ndim, get_xp
 
 _LAYOUT = "(N, C), (N, C, L) or (N, C, H, W)"
+# fast kernels: batch chunks of about this size, each pass over a chunk in the 2 MiB L2
+_CHUNK_BYTES = 1 << 19
+# ... and on the kernels' thread pool from this many elements on
+_PARALLEL_MIN_ELEMENTS = 1 << 18
 
 
 def _check_channel_vector(v: Any, name: str, channels: int, x_shape: tuple[int, ...]) -> None:
@@ -47,10 +52,12 @@ def batch_norm_forward(
         momentum: weight of the new batch statistic in the running average, in [0, 1].
         eps: added to the variance before the square root, >= 0.
         impl: ``"naive"`` (loops over channels, then samples and positions) or ``"fast"``
-            (per-channel reductions with ``einsum`` on an (N, C, L) view, in-place updates).
+            (per-channel ``einsum`` reductions and in-place passes over in-cache batch
+            chunks of an (N, C, L) view, on the kernels' thread pool when large).
 
     Returns:
-        ``(out, cache)`` with ``out`` of ``x``'s shape and dtype.
+        ``(out, cache)`` with ``out`` of ``x``'s shape and dtype; the fast kernel's cache
+        holds ``x`` (not x̂), which must not be modified in place before the backward pass.
     """
     check_impl(impl, "batch_norm")
     x = as_float_array(x, "batch_norm")
@@ -88,9 +95,10 @@ def batch_norm_forward(
             x3, running_mean, running_var, w, b, training, momentum, eps
         )
     elif training:
-        out3, cache["xhat"], cache["inv_std"] = _forward_train_fast(
+        out3, cache["mean"], cache["inv_std"] = _forward_train_fast(
             x3, running_mean, running_var, w, b, momentum, eps
         )
+        cache["x3"] = x3
     else:
         out3, cache["x3"], cache["mean"], cache["inv_std"] = _forward_eval_fast(
             x3, running_mean, running_var, w, b, eps
@@ -135,38 +143,77 @@ def _forward_naive(x3, running_mean, running_var, w, b, training, momentum, eps)
 
 
 def _forward_train_fast(x3, running_mean, running_var, w, b, momentum, eps):
-    """Batch statistics by ``einsum`` reductions over (N, L); x̂ normalised in place."""
+    """Batch statistics from per-chunk ``einsum`` sums, then ``y = (x − μ) · γ/σ + β``.
+
+    Technique: three passes over batch chunks (``_parallel.batch_parts``; on the thread
+    pool when large): the sums Σx; ``x − μ`` into the chunk of the output buffer and its
+    Σ(x − μ)² while in cache; then ``y`` from x again. The partial sums are added in chunk
+    order, so the result does not depend on which thread ran which chunk. Nothing of
+    the input's size is kept beyond the output: the backward pass recomputes ``x − μ``.
+    Returns ``(out, mean, inv_std)``.
+    """
     xp = get_xp(x3)
+    channels = x3.shape[1]
     m = x3.shape[0] * x3.shape[2]
-    mean = xp.einsum("ncl->c", x3) / m  # (C,)
-    xhat = x3 - mean[:, None]  # (N, C, L), the only full-size temporary
-    var = xp.einsum("ncl,ncl->c", xhat, xhat) / m  # biased, without squaring into a copy
+    parts, slots = _parallel.batch_parts(xp, x3, _CHUNK_BYTES, _PARALLEL_MIN_ELEMENTS)
+    sums = xp.empty((len(parts), channels), x3.dtype)  # per-chunk sums, (chunks, C)
+    out = xp.empty_like(x3)
+
+    def total(i, _slot):
+        xp.einsum("ncl->c", x3[parts[i]], out=sums[i])
+
+    def centre(i, _slot):
+        xc = out[parts[i]]  # x − μ, scratch in the output's chunk
+        xp.subtract(x3[parts[i]], mean[:, None], out=xc)
+        xp.einsum("ncl,ncl->c", xc, xc, out=sums[i])
+
+    _parallel.run_chunks(total, len(parts), slots)
+    mean = _add_rows(sums) / m  # (C,)
+    _parallel.run_chunks(centre, len(parts), slots)
+    var = _add_rows(sums) / m  # biased
     inv_std = 1 / xp.sqrt(var + eps)  # (C,)
-    xhat *= inv_std[:, None]
     running_mean *= 1 - momentum
     running_mean += momentum * mean
     running_var *= 1 - momentum
     running_var += (momentum * m / (m - 1)) * var
-    if w is not None:
-        out = xp.multiply(xhat, w[:, None])
+    scale = (inv_std if w is None else inv_std * w)[:, None]
+
+    def affine(i, _slot):
+        y = out[parts[i]]
+        xp.subtract(x3[parts[i]], mean[:, None], out=y)
+        y *= scale
         if b is not None:
-            out += b[:, None]
-    elif b is not None:
-        out = xp.add(xhat, b[:, None])
-    else:
-        out = xhat
-    return out, xhat, inv_std
+            y += b[:, None]
+
+    _parallel.run_chunks(affine, len(parts), slots)
+    return out, mean, inv_std
+
+
+def _add_rows(parts):
+    """Σ over the first axis of a (chunks, C) array, row after row (a fixed order)."""
+    total = parts[0].copy()
+    for row in parts[1:]:
+        total += row
+    return total
 
 
 def _forward_eval_fast(x3, running_mean, running_var, w, b, eps):
-    """Fixed per-channel affine map ``x · scale + shift`` folded from the running statistics."""
+    """Fixed per-channel affine map ``x · scale + shift`` folded from the running statistics,
+    over batch chunks (two in-cache passes each; on the thread pool when large)."""
     xp = get_xp(x3)
     mean = running_mean.astype(x3.dtype)  # (C,), copied: the cache must not follow later updates
     inv_std = 1 / xp.sqrt(running_var.astype(x3.dtype) + eps)
     scale = inv_std if w is None else inv_std * w
     shift = -mean * scale if b is None else b - mean * scale
-    out = xp.multiply(x3, scale[:, None])
-    out += shift[:, None]
+    out = xp.empty_like(x3)
+    parts, slots = _parallel.batch_parts(xp, x3, _CHUNK_BYTES, _PARALLEL_MIN_ELEMENTS)
+
+    def affine(i, _slot):
+        part = parts[i]
+        xp.multiply(x3[part], scale[:, None], out=out[part])
+        xp.add(out[part], shift[:, None], out=out[part])
+
+    _parallel.run_chunks(affine, len(parts), slots)
     return out, x3, mean, inv_std
 
 
@@ -230,16 +277,45 @@ def _backward_naive(dout3, cache):
 
 
 def _backward_train_fast(dout3, cache):
-    """Two ``einsum`` reductions, then the input gradient in place in one buffer."""
+    """Two passes over batch chunks: the sums Σdout and Σdout·(x − μ), then dx in place.
+
+    ``dγ = Σ dout · x̂ = Σ dout · (x − μ) / √(σ² + ε)``, and per chunk
+    ``dx = γ/√(σ²+ε) · (dout − Σdout/m − (x − μ) · dγ / (m √(σ² + ε)))`` in five in-cache
+    passes, ``x − μ`` recomputed from the cached input; chunks as in the forward pass,
+    partial sums added in chunk order.
+    """
     xp = get_xp(dout3)
-    xhat, inv_std, w = cache["xhat"], cache["inv_std"], cache["w"]
-    m = xhat.shape[0] * xhat.shape[2]
-    dbeta = xp.einsum("ncl->c", dout3)  # (C,)
-    dgamma = xp.einsum("ncl,ncl->c", dout3, xhat)  # (C,)
-    dx = xp.multiply(xhat, (dgamma / m).astype(xhat.dtype, copy=False)[:, None])
-    xp.subtract(dout3, dx, out=dx)
-    dx -= (dbeta / m)[:, None]
-    dx *= (inv_std if w is None else inv_std * w)[:, None]
+    x3, mean, inv_std, w = cache["x3"], cache["mean"], cache["inv_std"], cache["w"]
+    channels = x3.shape[1]
+    m = x3.shape[0] * x3.shape[2]
+    parts, slots = _parallel.batch_parts(xp, x3, _CHUNK_BYTES, _PARALLEL_MIN_ELEMENTS)
+    sums = xp.empty((2, len(parts), channels), x3.dtype)  # Σdout, Σdout·(x − μ) per chunk
+    dx = xp.empty_like(x3)
+
+    def reduce(i, _slot):
+        part = parts[i]
+        xc = dx[part]  # x − μ, scratch in dx's chunk
+        xp.subtract(x3[part], mean[:, None], out=xc)
+        xp.einsum("ncl->c", dout3[part], out=sums[0, i])
+        xp.einsum("ncl,ncl->c", dout3[part], xc, out=sums[1, i])
+
+    _parallel.run_chunks(reduce, len(parts), slots)
+    dbeta = _add_rows(sums[0])  # (C,)
+    dgamma = _add_rows(sums[1]) * inv_std  # (C,)
+    centred = (dgamma * inv_std / m).astype(x3.dtype, copy=False)[:, None]
+    mean_dout = (dbeta / m)[:, None]
+    scale = (inv_std if w is None else inv_std * w)[:, None]
+
+    def grad(i, _slot):
+        part = parts[i]
+        d = dx[part]
+        xp.subtract(x3[part], mean[:, None], out=d)
+        d *= centred
+        xp.subtract(dout3[part], d, out=d)
+        d -= mean_dout
+        d *= scale
+
+    _parallel.run_chunks(grad, len(parts), slots)
     return dx, dgamma, dbeta
 
 

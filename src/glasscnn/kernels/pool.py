@@ -129,15 +129,8 @@ def _separable_reduce(
 
 def _batch_parts(xp: Any, xpad: Any) -> tuple[list[slice], int]:
     """Batch slices of about ``_CHUNK_BYTES`` of ``xpad`` each, so that a window op's passes
-    stay in cache, and the threads to run them on: the thread pool's for a large input
-    (then at least one slice per thread), else 1."""
-    n = xpad.shape[0]
-    step = max(1, _CHUNK_BYTES // max(1, xpad[:1].nbytes))
-    slots = 1
-    if xp is np and xpad.size >= _PARALLEL_MIN_ELEMENTS:
-        slots = _parallel.threads()
-        step = min(step, -(-n // slots))
-    return [slice(n0, n0 + step) for n0 in range(0, n, step)], slots
+    stay in cache, and the threads to run them on (:func:`_parallel.batch_parts`)."""
+    return _parallel.batch_parts(xp, xpad, _CHUNK_BYTES, _PARALLEL_MIN_ELEMENTS)
 
 
 def _max_pool_fast(x: Any, xpad: Any, k: tuple[int, int], s: tuple[int, int],
