@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from grads_helper import assert_grads_match
@@ -32,8 +34,8 @@ IDS = [f"x{'x'.join(map(str, xs))}-w{'x'.join(map(str, ws))}-p{p}" for xs, ws, p
 
 @pytest.fixture
 def always(monkeypatch):
-    """Winograd for every 3×3 / 5×5 stride-1 layer, whatever its channels and tiles; counts
-    the calls of ``_winograd.conv``."""
+    """Winograd for every 3×3 / 5×5 stride-1 layer, whatever its channels and tiles and
+    whatever it measures; counts the calls of ``_winograd.conv``."""
     calls = []
     real = _winograd.conv
 
@@ -43,6 +45,7 @@ def always(monkeypatch):
 
     monkeypatch.setattr(_winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(_winograd, "MIN_TILES", 1)
+    monkeypatch.setattr(_winograd, "mode", "on")
     monkeypatch.setattr(_winograd, "conv", counted)
     return calls
 
@@ -112,6 +115,7 @@ def test_thread_chunks_give_the_same_result(monkeypatch, rng):
     x = np.concatenate([x] * 3)  # 9 images
     monkeypatch.setattr(_winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(_winograd, "MIN_TILES", 1)
+    monkeypatch.setattr(_winograd, "mode", "on")
     out = conv2d_forward(x, w, b, 1, padding)[0]
     monkeypatch.setattr(_winograd, "CHUNK_BYTES", 1)  # one image per chunk
     np.testing.assert_array_equal(conv2d_forward(x, w, b, 1, padding)[0], out)
@@ -129,3 +133,52 @@ def test_thread_chunks_give_the_same_result(monkeypatch, rng):
 ])
 def test_applies_where_it_was_measured_to_pay(weight, stride, dilation, n, out_hw, expected):
     assert _winograd.applies(weight, stride, dilation, n, out_hw) is expected
+
+
+def _timed_kernels(seconds):
+    """Two stand-in kernels that sleep for the given times and log their calls."""
+    calls = []
+
+    def kernel(name, delay):
+        def run():
+            calls.append(name)
+            time.sleep(delay)
+            return name
+        return run
+
+    return calls, kernel("winograd", seconds[0]), kernel("im2col", seconds[1])
+
+
+@pytest.mark.parametrize(("seconds", "winner"), [((0.0, 0.02), "winograd"),
+                                                 ((0.02, 0.0), "im2col")])
+def test_auto_measures_once_then_runs_the_faster(seconds, winner, monkeypatch):
+    monkeypatch.setattr(_winograd, "mode", "auto")
+    monkeypatch.setattr(_winograd, "_timings", {})
+    calls, winograd, im2col = _timed_kernels(seconds)
+    assert _winograd.select("layer", winograd, im2col) == winner
+    assert calls == ["winograd", "im2col"] * 2  # alternated, twice each
+    calls.clear()
+    assert _winograd.select("layer", winograd, im2col) == winner
+    assert calls == [winner]
+    best = _winograd.timings()["layer"]
+    assert (best[0] < best[1]) == (winner == "winograd")
+
+
+@pytest.mark.parametrize(("mode", "winner"), [("on", "winograd"), ("off", "im2col")])
+def test_on_and_off_measure_nothing(mode, winner, monkeypatch):
+    monkeypatch.setattr(_winograd, "mode", mode)
+    monkeypatch.setattr(_winograd, "_timings", {})
+    calls, winograd, im2col = _timed_kernels((0.0, 0.0))
+    assert _winograd.select("layer", winograd, im2col) == winner
+    assert calls == [winner]
+    assert _winograd.timings() == {}
+
+
+def test_mode_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(_winograd.MODE_ENV, "OFF")
+    assert _winograd._mode_from_env() == "off"
+    monkeypatch.delenv(_winograd.MODE_ENV)
+    assert _winograd._mode_from_env() == "auto"
+    monkeypatch.setenv(_winograd.MODE_ENV, "fast")
+    with pytest.raises(ValueError, match="GLASSCNN_WINOGRAD must be one of"):
+        _winograd._mode_from_env()

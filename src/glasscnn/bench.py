@@ -31,6 +31,7 @@ from glasscnn import nn as gnn
 from glasscnn import optim
 from glasscnn.analysis import analyze
 from glasscnn.io import to_torch
+from glasscnn.kernels import _winograd
 from glasscnn.kernels._parallel import ENV as THREADS_ENV
 from glasscnn.kernels._parallel import blas_core, blas_found, single_threaded
 from glasscnn.kernels._parallel import threads as kernel_threads
@@ -459,6 +460,8 @@ def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = 
             gflops += f" / {g_t:6.1f} ({100 * g_t / peak:3.0f}%)"
         echo(f"{t.name:<34} {_ms(ours):>29}  {_ms(theirs) if theirs else '—':>29}  "
              f"{'—' if ratio is None else f'{ratio:6.2f}':>6} {TARGETS[name]:>6.1f}  {gflops}")
+    if printed_head:
+        _winograd_report(echo, report)
     if "epoch" in workloads:
         _epoch_report(torch, epoch_batches, echo, report)
     if "kernels" in workloads:
@@ -466,6 +469,21 @@ def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = 
     if "memory" in workloads:
         _memory_report(torch, echo, report)
     return report
+
+
+def _winograd_report(echo: Callable[[str], None], report: dict[str, Any]) -> None:
+    """Print which kernel ``GLASSCNN_WINOGRAD=auto`` chose for each layer it measured."""
+    report["winograd"] = _winograd.timings()
+    if not report["winograd"]:
+        return
+    echo("")
+    echo(f"Winograd or im2col, measured per layer ({_winograd.MODE_ENV}={_winograd.mode}; "
+         "best of 2, ms):")
+    for key, (wino, gemm) in report["winograd"].items():
+        x_shape, w_shape = key[0], key[1]
+        echo(f"  x {'x'.join(map(str, x_shape))} w {'x'.join(map(str, w_shape))}: "
+             f"winograd {wino * 1e3:.2f}, im2col {gemm * 1e3:.2f} -> "
+             + ("winograd" if wino < gemm else "im2col"))
 
 
 def _epoch_report(torch: Any, epoch_batches: int | None, echo: Callable[[str], None],

@@ -16,6 +16,10 @@ strided view, as im2col is. Float32 results differ from im2col's by ~1e-6 relati
 
 from __future__ import annotations
 
+import math
+import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -68,6 +72,63 @@ MIN_CHANNELS = 64
 MIN_TILES = 256
 # a batch chunk of the input and output transforms: about this many bytes of tiles
 CHUNK_BYTES = 2 * 2**20
+# whether a layer that ``applies`` admits runs by Winograd: "auto" (measured per layer,
+# :func:`select`), "on" or "off"; from the environment variable at import
+MODE_ENV = "GLASSCNN_WINOGRAD"
+MODES = ("auto", "on", "off")
+
+
+def _mode_from_env() -> str:
+    value = os.environ.get(MODE_ENV, "").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"glasscnn: {MODE_ENV} must be one of {MODES}, got {value!r}")
+    return value
+
+
+mode = _mode_from_env()
+# "auto": per layer key, the best of two timed runs, (Winograd, im2col) in seconds
+_timings: dict[Any, tuple[float, float]] = {}
+
+
+def select(key: Any, winograd: Callable[[], Any], im2col: Callable[[], Any]) -> Any:
+    """A layer's output by Winograd or by im2col + GEMM, as ``mode`` says.
+
+    "on" calls ``winograd``, "off" ``im2col``. "auto" (the default): the first call for a
+    ``key`` runs both twice, alternately, keeps each one's best time and returns the
+    faster one's output; later calls with that key run the faster one only. Which is
+    faster depends on the machine: on a Zen 5 with OpenBLAS's AVX2 kernels Winograd was
+    1.4× faster on AlexNet's deep layers, on a Xeon with AVX-512 kernels and slow memory
+    2× slower on VGG's (its input transform is memory-bound).
+
+    Args:
+        key: hashable description of the call (shapes, padding, dtype, bias, ReLU, threads).
+        winograd: computes the output by :func:`conv`.
+        im2col: computes it by the im2col kernel.
+
+    Returns:
+        The output of the chosen kernel.
+    """
+    if mode == "on":
+        return winograd()
+    if mode == "off":
+        return im2col()
+    timing = _timings.get(key)
+    if timing is not None:
+        return winograd() if timing[0] < timing[1] else im2col()
+    best = [math.inf, math.inf]
+    outs: list[Any] = [None, None]
+    for _ in range(2):
+        for i, fn in enumerate((winograd, im2col)):
+            start = time.perf_counter()
+            outs[i] = fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    _timings[key] = (best[0], best[1])
+    return outs[0] if best[0] < best[1] else outs[1]
+
+
+def timings() -> dict[Any, tuple[float, float]]:
+    """What "auto" measured so far: layer key → (Winograd, im2col) best seconds."""
+    return dict(_timings)
 
 
 def applies(weight_shape: tuple[int, ...], stride: tuple[int, int],

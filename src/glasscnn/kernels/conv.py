@@ -348,32 +348,50 @@ def _im2col_k_major(x_pad, kernel, stride, dilation, out_hw, buf):
 
 
 def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw, relu=False):
+    """The fast conv forward: the kernel for the layer's shape.
+
+    K-major im2col for one image or few output positions (:func:`_forward_k_major`);
+    Winograd F(2×2, r×r) for the 3×3 and 5×5 stride-1 layers with many channels and tiles
+    that ``_winograd.applies`` admits, where ``_winograd.select`` finds it faster than
+    im2col; batch-innermost im2col for fewer than ``K_MAJOR_CHANNELS`` input channels and
+    outputs at most ``CHWN_MAX_WIDTH`` wide (:func:`_forward_chwn`); else
+    :func:`_forward_im2col`. ``relu``: rectify the output (:func:`conv2d_relu_forward`).
+    """
+    xp = get_xp(x)
+    n, c_in = x.shape[:2]
+    c_out = weight.shape[0]
+    args = (x, weight, bias, stride, padding, dilation, out_hw, relu)
+    # one image, or few output positions and a big weight (small-batch inference):
+    # K-major, no weight copy
+    if n * out_hw[0] * out_hw[1] <= 2 * c_out or n == 1:
+        return _forward_k_major(*args)
+    if xp is np and _winograd.applies(weight.shape, stride, dilation, n, out_hw):
+        key = (x.shape, weight.shape, padding, x.dtype.str, bias is None, relu,
+               _parallel.threads())
+        return _winograd.select(key, lambda: _winograd.conv(x, weight, bias, padding, out_hw,
+                                                           relu),
+                                lambda: _forward_im2col(*args))
+    if c_in < K_MAJOR_CHANNELS and out_hw[1] <= CHWN_MAX_WIDTH:
+        return _forward_chwn(*args)
+    return _forward_im2col(*args)
+
+
+def _forward_im2col(x, weight, bias, stride, padding, dilation, out_hw, relu=False):
     """im2col + one GEMM per batch chunk (bounded buffer), in the layout that copies least.
 
     Channels-last im2col, or K-major (NCHW) with fewer than ``K_MAJOR_CHANNELS`` input
-    channels (batch-innermost, :func:`_forward_chwn`, where the output is also at most
-    ``CHWN_MAX_WIDTH`` wide); 3×3 and 5×5 stride-1 layers with many channels and tiles go
-    to Winograd F(2×2, r×r) instead (``_winograd.applies``; channels-last output). From
-    ``K_MAJOR_CHANNELS`` output channels on, each chunk's GEMM writes its rows of a
-    channels-last output in place, and the result is that buffer seen as
+    channels. From ``K_MAJOR_CHANNELS`` output channels on, each chunk's GEMM writes its
+    rows of a channels-last output in place, and the result is that buffer seen as
     (N, C_out, H_out, W_out) (see :func:`channels_last`); with fewer, the output is NCHW.
     The chunks run on the kernels' thread pool (``_parallel``) where :func:`_slots` says
     so, each thread with its own buffers, allocated once per call. ``relu``: rectify each
-    chunk's output in place while it is in cache (:func:`conv2d_relu_forward`).
+    chunk's output in place while it is in cache.
     """
     xp = get_xp(x)
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = weight.shape
     positions = out_hw[0] * out_hw[1]
     k = kh * kw * c_in
-    # one image, or few output positions and a big weight (small-batch inference):
-    # K-major, no weight copy
-    if n * positions <= 2 * c_out or n == 1:
-        return _forward_k_major(x, weight, bias, stride, padding, dilation, out_hw, relu)
-    if xp is np and _winograd.applies(weight.shape, stride, dilation, n, out_hw):
-        return _winograd.conv(x, weight, bias, padding, out_hw, relu)
-    if c_in < K_MAJOR_CHANNELS and out_hw[1] <= CHWN_MAX_WIDTH:
-        return _forward_chwn(x, weight, bias, stride, padding, dilation, out_hw, relu)
     nchw = c_in < K_MAJOR_CHANNELS
     slots = _slots(xp, n, positions, k)
     chunks = _train_chunks(n, positions, positions * k * x.itemsize, slots)
