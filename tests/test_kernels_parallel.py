@@ -133,6 +133,57 @@ def test_matmul_matches_numpy(m, k, n, transposed, rng):
     np.testing.assert_allclose(_parallel.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """OpenBLAS's small-matrix kernels assumed present and tiny: every product is split."""
+    monkeypatch.setattr(_parallel._blas, "core", "SkylakeX")
+    monkeypatch.setattr(_parallel, "SMALL_GEMM_MACS", 60)
+    monkeypatch.setattr(_parallel, "SMALL_GEMM_MIN_BLOCK", 1)
+
+
+@pytest.mark.parametrize("m, k, n", [(37, 11, 5), (5, 11, 37), (16, 16, 16), (3, 40, 2)])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_small_matmuls_match_numpy(m, k, n, transposed, small_blocks, rng):
+    a = rng.standard_normal((m, k))
+    b = rng.standard_normal((n, k)).T if transposed else rng.standard_normal((k, n))
+    for fn in (_parallel.matmul_small, _parallel.matmul_small_sum):
+        out = np.full((m, n), np.nan)
+        assert fn(a, b, out) is out
+        np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_small_matmuls_split_only_for_small_kernel_cores(small_blocks, monkeypatch):
+    calls = []
+    real = np.matmul
+
+    def counted(a, b, out=None):
+        calls.append(a.shape)
+        return real(a, b, out=out)
+
+    monkeypatch.setattr(_parallel.np, "matmul", counted)
+    a, b = np.ones((40, 3)), np.ones((3, 2))
+    _parallel.matmul_small(a, b, np.empty((40, 2)))
+    assert len(calls) == 4  # 60 multiply-adds per block: 10 rows of 6
+    calls.clear()
+    monkeypatch.setattr(_parallel._blas, "core", "Haswell")
+    _parallel.matmul_small(a, b, np.empty((40, 2)))
+    assert calls == [(40, 3)]
+
+
+@pytest.mark.parametrize("config", CONV_CONFIGS, ids=IDS)
+def test_conv_with_small_products_matches_naive(config, small_blocks, rng):
+    x_shape, w_shape, _, _, _ = config
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    b = rng.standard_normal(w_shape[0])
+    out, cache = conv2d_forward(x, w, b, config[2], config[3])
+    out_n, cache_n = conv2d_forward(x, w, b, config[2], config[3], impl="naive")
+    np.testing.assert_allclose(out, out_n, rtol=1e-10, atol=1e-10)
+    dout = rng.standard_normal(out.shape)
+    for got, want in zip(conv2d_backward(dout, cache), conv2d_backward(dout, cache_n),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
 def test_run_chunks_covers_every_index_once_with_valid_slots():
     seen: list[tuple[int, int]] = []
     lock = threading.Lock()

@@ -420,11 +420,11 @@ def _forward_im2col(x, weight, bias, stride, padding, dilation, out_hw, relu=Fal
             cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, bufs[slot])
         if cl_out:  # the GEMM writes the chunk's channels-last rows in place
             dst = out[ch].transpose(0, 2, 3, 1).reshape(rows, c_out)
-            xp.matmul(cols, w_mat.T, out=dst)  # (nb*P, K) @ (K, C_out)
+            _gemm(xp, cols, w_mat.T, dst)  # (nb*P, K) @ (K, C_out)
             if bias is not None:
                 xp.add(dst, bias, out=dst)
         else:
-            res = xp.matmul(w_mat, cols.T, out=results[slot][:, :rows])  # (C_out, nb*P)
+            res = _gemm(xp, w_mat, cols.T, results[slot][:, :rows])  # (C_out, nb*P)
             res = res.reshape(c_out, nb, positions).transpose(1, 0, 2)
             dst = out[ch].reshape(nb, c_out, positions)
             if bias is None:
@@ -436,6 +436,14 @@ def _forward_im2col(x, weight, bias, stride, padding, dilation, out_hw, relu=Fal
 
     _parallel.run_chunks(chunk, len(chunks), slots)
     return out
+
+
+def _gemm(xp, a, b, out, inner=False):
+    """``a @ b`` into ``out``: NumPy's in the blocks that OpenBLAS's small-matrix kernels
+    take (``_parallel.matmul_small``; ``matmul_small_sum`` splits a long inner dimension)."""
+    if xp is not np:
+        return xp.matmul(a, b, out=out)
+    return (_parallel.matmul_small_sum if inner else _parallel.matmul_small)(a, b, out)
 
 
 def _empty_4d(xp, shape, dtype, cl):
@@ -568,7 +576,7 @@ def _forward_chwn(x, weight, bias, stride, padding, dilation, out_hw, relu=False
         x_pad = _pad_chwn(x[ch], *padding, x_pads[slot][..., :nb])
         cols = _im2col_chwn(x_pad, kernel, stride, dilation, out_hw, bufs[slot])
         res = results[slot][:c_out * cols.shape[1]].reshape(c_out, cols.shape[1])
-        xp.matmul(w_mat, cols, out=res)  # (C_out, H_out*W_out*nb)
+        _gemm(xp, w_mat, cols, res)  # (C_out, H_out*W_out*nb)
         res = res.reshape(c_out, *out_hw, nb).transpose(3, 0, 1, 2)
         dst = out[ch]
         if bias is None:
@@ -629,10 +637,10 @@ def _backward_chwn(dout, x, weight, stride, padding, dilation, need_dx, has_bias
         d_mat = d.reshape(c_out, cols.shape[1])  # (C_out, H_out*W_out*nb)
         if has_bias:  # db[co] = Σ dout[., co, ., .], as a GEMV
             xp.matmul(ones[:cols.shape[1]], d_mat.T, out=db_parts[i])
-        xp.matmul(cols, d_mat.T, out=dw_parts[i])  # dWᵀ part, (K, C_out)
+        _gemm(xp, cols, d_mat.T, dw_parts[i], inner=True)  # dWᵀ part, (K, C_out)
         if not need_dx:
             return
-        dcols = xp.matmul(w_mat.T, d_mat, out=cols)  # (K, H_out*W_out*nb), over cols
+        dcols = _gemm(xp, w_mat.T, d_mat, cols)  # (K, H_out*W_out*nb), over cols
         dcols = dcols.reshape(c_in, kh, kw, oh, ow, nb)
         dx_pad = dx_pads[slot][..., :nb]
         dx_pad.fill(0)
@@ -730,7 +738,7 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has
         # dWᵀ = cols @ d_rows, (K, nb*P) @ (nb*P, C_out): with few output channels, the other
         # orientation (M = C_out, long inner dimension) makes 2-thread OpenBLAS synchronise
         # per K block and stall for seconds under load
-        xp.matmul(cols, d_rows, out=dw_parts[i])
+        _gemm(xp, cols, d_rows, dw_parts[i], inner=True)
         if not need_dx:
             return
         if transposed:
