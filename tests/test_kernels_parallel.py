@@ -184,6 +184,29 @@ def test_conv_with_small_products_matches_naive(config, small_blocks, rng):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("shape, chunk_bytes, min_elements, slots", [
+    ((128, 6, 784), 1 << 19, 1 << 18, 2),  # lenet bn1: 5 chunks of 512 KiB become 6
+    ((50, 32, 1024), 1 << 19, 1 << 18, 2),  # 13 become 14
+    ((7, 1000), 1, 0, 2),  # one image per slice, an odd count
+    ((128, 16, 100), 1 << 19, 1 << 18, 1),  # small: the calling thread only
+    ((1, 10), 1, 0, 2),
+])
+def test_batch_parts_cover_the_batch_in_balanced_slices(shape, chunk_bytes, min_elements,
+                                                        slots):
+    previous = _parallel.set_threads(2)
+    try:
+        parts, got_slots = _parallel.batch_parts(np, np.empty(shape, np.float32), chunk_bytes,
+                                                 min_elements)
+    finally:
+        _parallel.set_threads(previous)
+    assert got_slots == (slots if _parallel.blas_found() else 1)
+    assert [i for p in parts for i in range(shape[0])[p]] == list(range(shape[0]))
+    sizes = [p.stop - p.start for p in parts]
+    assert max(sizes) - min(sizes) <= 1
+    if got_slots > 1 and len(parts) < shape[0]:
+        assert len(parts) % got_slots == 0
+
+
 def test_run_chunks_covers_every_index_once_with_valid_slots():
     seen: list[tuple[int, int]] = []
     lock = threading.Lock()

@@ -231,8 +231,9 @@ def batch_parts(xp: Any, a: Any, chunk_bytes: int, min_elements: int) -> tuple[l
 
     Technique: an elementwise or reduction op makes its several passes over one slice
     while the slice is in cache, and the slices go to the pool's threads when ``a`` is a
-    NumPy array of at least ``min_elements`` elements (then at least one slice per
-    thread); otherwise the slices run on the calling thread (slots 1).
+    NumPy array of at least ``min_elements`` elements (then, where the batch allows, a
+    multiple of the thread count of slices, sizes differing by one at most, so that no
+    thread idles); otherwise the slices run on the calling thread (slots 1).
 
     Args:
         xp: ``a``'s array namespace.
@@ -244,13 +245,13 @@ def batch_parts(xp: Any, a: Any, chunk_bytes: int, min_elements: int) -> tuple[l
         ``(slices, slots)``: slices covering ``range(a.shape[0])`` in order, and the
         ``slots`` to pass to :func:`run_chunks`.
     """
-    n = a.shape[0]
-    step = max(1, chunk_bytes // max(1, a[:1].nbytes))
+    n = max(1, a.shape[0])
+    count = -(-n // max(1, chunk_bytes // max(1, a[:1].nbytes)))
     slots = 1
     if xp is np and a.size >= min_elements:
         slots = threads()
-        step = min(step, -(-n // slots))
-    return [slice(n0, n0 + step) for n0 in range(0, max(n, 1), step)], slots
+        count = min(n, -(-count // slots) * slots)  # a multiple of the threads: none idle
+    return [slice(n * i // count, n * (i + 1) // count) for i in range(count)], slots
 
 
 MATVEC_MAX = 4  # products with at most this many rows or columns: NumPy's matmul
