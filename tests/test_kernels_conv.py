@@ -251,11 +251,14 @@ def test_chunks_bound_the_buffer_and_cover_the_batch():
     assert max(c.stop - c.start for c in chunks) * per_image <= conv_module.CHUNK_BYTES
 
 
-@pytest.mark.parametrize(("n", "min_images"), [(64, 15), (128, 1), (7, 1), (3, 2)])
+@pytest.mark.parametrize(("n", "min_images"), [(64, 15), (128, 1), (7, 1), (3, 2), (128, 3)])
 def test_chunk_count_is_a_multiple_of_the_threads(n, min_images):
     chunks = conv_module._chunks(n, 36 * 2304 * 4, parts=2, min_images=min_images)
     assert chunks[0].start == 0 and chunks[-1].stop == n
+    assert all(a.stop == b.start for a, b in itertools.pairwise(chunks))
     assert len(chunks) % 2 == 0 or len(chunks) == n
+    sizes = [c.stop - c.start for c in chunks]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] - sizes[-1] <= 1
 
 
 def _nhwc_only(a):

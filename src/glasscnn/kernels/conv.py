@@ -270,8 +270,10 @@ def _chunks(n, bytes_per_image, parts=1, min_images=1):
     per_chunk = max(1, min_images, CHUNK_BYTES // max(1, bytes_per_image))
     count = max(parts, -(-n // per_chunk))
     count = min(max(n, 1), -(-count // parts) * parts)  # a multiple of parts: no idle thread
-    size = max(1, -(-n // count))
-    return [slice(start, min(n, start + size)) for start in range(0, max(n, 1), size)]
+    # sizes differ by one at most, the larger first (chunk 0 sizes the buffers)
+    sizes = [n // count + (i < n % count) for i in range(count)]
+    starts = [sum(sizes[:i]) for i in range(count)]
+    return [slice(start, start + size) for start, size in zip(starts, sizes, strict=True)]
 
 
 def _train_chunks(n, positions, bytes_per_image, slots):
