@@ -5,6 +5,7 @@ Output size per spatial axis: ``floor((I + 2P - D*(K-1) - 1) / S) + 1``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -317,35 +318,44 @@ def _im2col(x_nhwc, kernel, stride, dilation, out_hw, buf):
     One ``copyto`` from an ``as_strided`` window view (N, H_out, W_out, kH, kW, C), so K is
     ordered (kH, kW, C).
     """
-    xp = get_xp(x_nhwc)
     n, _, _, c = x_nhwc.shape
     s_n, s_h, s_w, s_c = x_nhwc.strides
-    shape = (n, *out_hw, *kernel, c)
-    view = xp.lib.stride_tricks.as_strided(
-        x_nhwc, shape=shape,
-        strides=(s_n, stride[0] * s_h, stride[1] * s_w, dilation[0] * s_h, dilation[1] * s_w, s_c),
-    )
-    cols = buf[:n * out_hw[0] * out_hw[1] * kernel[0] * kernel[1] * c].reshape(shape)
-    xp.copyto(cols, view)
+    cols = _copy_windows(
+        x_nhwc, (n, *out_hw, *kernel, c),
+        (s_n, stride[0] * s_h, stride[1] * s_w, dilation[0] * s_h, dilation[1] * s_w, s_c), buf)
     return cols.reshape(n * out_hw[0] * out_hw[1], kernel[0] * kernel[1] * c)
 
 
-def _im2col_k_major(x_pad, kernel, stride, dilation, out_hw, buf):
+def _copy_windows(x, shape, strides, buf):
+    """Copy the ``as_strided`` view of ``x`` with this shape and these byte strides (the
+    windows of an im2col) into the front of ``buf``; return the copy, shaped ``shape``."""
+    xp = get_xp(x)
+    cols = buf[:math.prod(shape)].reshape(shape)
+    xp.copyto(cols, xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides))
+    return cols
+
+
+def _im2col_k_major(x_pad, kernel, stride, dilation, out_hw, buf, batch_inner=False):
     """Copy every window of padded NCHW ``x_pad`` into ``buf``; return (K, N*H_out*W_out).
 
     One ``copyto`` from an ``as_strided`` window view (C, kH, kW, N, H_out, W_out), so K is
-    ordered (C, kH, kW) like a reshaped OIHW weight.
+    ordered (C, kH, kW) like a reshaped OIHW weight. ``batch_inner``: ``x_pad`` is
+    (C, H, W, N) instead, the view (C, kH, kW, H_out, W_out, N) and the columns ordered
+    (H_out, W_out, N), so that each copied run is a window row of all the images.
     """
-    xp = get_xp(x_pad)
-    n, c, _, _ = x_pad.shape
-    s_n, s_c, s_h, s_w = x_pad.strides
-    shape = (c, *kernel, n, *out_hw)
-    view = xp.lib.stride_tricks.as_strided(
-        x_pad, shape=shape,
-        strides=(s_c, dilation[0] * s_h, dilation[1] * s_w, s_n, stride[0] * s_h, stride[1] * s_w),
-    )
-    cols = buf[:n * out_hw[0] * out_hw[1] * kernel[0] * kernel[1] * c].reshape(shape)
-    xp.copyto(cols, view)
+    if batch_inner:
+        c, _, _, n = x_pad.shape
+        s_c, s_h, s_w, s_n = x_pad.strides
+    else:
+        n, c, _, _ = x_pad.shape
+        s_n, s_c, s_h, s_w = x_pad.strides
+    taps = (s_c, dilation[0] * s_h, dilation[1] * s_w)  # strides of (C, kH, kW)
+    outs = (stride[0] * s_h, stride[1] * s_w)  # strides of (H_out, W_out)
+    if batch_inner:
+        shape, strides = (c, *kernel, *out_hw, n), (*taps, *outs, s_n)
+    else:
+        shape, strides = (c, *kernel, n, *out_hw), (*taps, s_n, *outs)
+    cols = _copy_windows(x_pad, shape, strides, buf)
     return cols.reshape(c * kernel[0] * kernel[1], n * out_hw[0] * out_hw[1])
 
 
@@ -519,26 +529,6 @@ def _pad_chwn(x, pad_h, pad_w, out):
     return out
 
 
-def _im2col_chwn(x_pad, kernel, stride, dilation, out_hw, buf):
-    """Copy every window of padded (C, H, W, N) ``x_pad`` into ``buf``; return (K, H_out*W_out*N).
-
-    One ``copyto`` from an ``as_strided`` window view (C, kH, kW, H_out, W_out, N): K is
-    ordered (C, kH, kW) like a reshaped OIHW weight, and each copied run is a window row
-    of all the chunk's images, W_out * N floats.
-    """
-    xp = get_xp(x_pad)
-    c, _, _, nb = x_pad.shape
-    s_c, s_h, s_w, s_n = x_pad.strides
-    shape = (c, *kernel, *out_hw, nb)
-    view = xp.lib.stride_tricks.as_strided(
-        x_pad, shape=shape,
-        strides=(s_c, dilation[0] * s_h, dilation[1] * s_w, stride[0] * s_h, stride[1] * s_w, s_n),
-    )
-    cols = buf[:c * kernel[0] * kernel[1] * out_hw[0] * out_hw[1] * nb].reshape(shape)
-    xp.copyto(cols, view)
-    return cols.reshape(c * kernel[0] * kernel[1], out_hw[0] * out_hw[1] * nb)
-
-
 def _chwn_plan(xp, x, weight, padding, out_hw):
     """Threads, batch chunks and per-thread zeroed (C, H + 2P, W + 2P, nb) input buffers
     of the batch-innermost path."""
@@ -557,9 +547,10 @@ def _forward_chwn(x, weight, bias, stride, padding, dilation, out_hw, relu=False
     """Batch-innermost im2col + one GEMM per chunk, for few input channels and narrow outputs.
 
     Technique: each chunk of images is laid out (C, H, W, nb), so that the im2col copy
-    (:func:`_im2col_chwn`) moves runs of W_out * nb floats, not W_out; the GEMM
-    (C_out, K) @ (K, H_out*W_out*nb) gives the chunk as (C_out, H_out, W_out, nb), which
-    one copy (with the bias, and ReLU when ``relu``) puts into the NCHW output.
+    (:func:`_im2col_k_major` with ``batch_inner``) moves runs of W_out * nb floats, not
+    W_out; the GEMM (C_out, K) @ (K, H_out*W_out*nb) gives the chunk as (C_out, H_out,
+    W_out, nb), which one copy (with the bias, and ReLU when ``relu``) puts into the NCHW
+    output.
     """
     xp = get_xp(x)
     c_out = weight.shape[0]
@@ -576,7 +567,7 @@ def _forward_chwn(x, weight, bias, stride, padding, dilation, out_hw, relu=False
         ch = chunks[i]
         nb = ch.stop - ch.start
         x_pad = _pad_chwn(x[ch], *padding, x_pads[slot][..., :nb])
-        cols = _im2col_chwn(x_pad, kernel, stride, dilation, out_hw, bufs[slot])
+        cols = _im2col_k_major(x_pad, kernel, stride, dilation, out_hw, bufs[slot], True)
         res = results[slot][:c_out * cols.shape[1]].reshape(c_out, cols.shape[1])
         _gemm(xp, w_mat, cols, res)  # (C_out, H_out*W_out*nb)
         res = res.reshape(c_out, *out_hw, nb).transpose(3, 0, 1, 2)
@@ -627,7 +618,7 @@ def _backward_chwn(dout, x, weight, stride, padding, dilation, need_dx, has_bias
         ch = chunks[i]
         nb = ch.stop - ch.start
         x_pad = _pad_chwn(x[ch], *padding, x_pads[slot][..., :nb])
-        cols = _im2col_chwn(x_pad, (kh, kw), stride, dilation, out_hw, bufs[slot])
+        cols = _im2col_k_major(x_pad, (kh, kw), stride, dilation, out_hw, bufs[slot], True)
         size = c_out * cols.shape[1]
         d = d_bufs[slot][:size].reshape(c_out, oh, ow, nb)
         if relu_out is None:
