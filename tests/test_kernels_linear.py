@@ -92,6 +92,22 @@ def test_linear_dtypes_follow_each_argument(impl, rng):
     assert dw.dtype == db.dtype == np.float32
 
 
+def test_linear_backward_writes_dweight_into_dw_out(rng):
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 4)).astype(np.float32)
+    dout = rng.standard_normal((5, 3)).astype(np.float32)
+    _, cache = K.linear_forward(x, w, None)
+    want = K.linear_backward(dout, cache)[1]
+    buffer = np.full(w.shape, np.nan, np.float32)
+    got = K.linear_backward(dout, cache, dw_out=buffer)[1]
+    assert got is buffer
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    other = np.full(w.shape, np.nan, np.float64)  # another dtype: not used
+    got = K.linear_backward(dout, cache, dw_out=other)[1]
+    assert got is not other and np.isnan(other).all()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "x_shape, w_shape, b_shape, pattern",
     [

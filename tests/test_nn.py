@@ -215,6 +215,25 @@ def test_gradients_accumulate_over_backward_calls(rng):
     np.testing.assert_allclose(layer.weight.grad, 2 * once, rtol=1e-6)
 
 
+def test_linear_writes_a_fresh_weight_gradient_into_the_grad_buffer(rng):
+    layer = nn.Linear(3, 2)
+    buffer = layer.weight.grad
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    dout = rng.standard_normal((4, 2)).astype(np.float32)
+    layer(x)
+    layer.backward(dout)
+    once = buffer.copy()
+    layer.zero_grad()
+    assert layer.weight.fresh_grad_buffer() is buffer
+    layer(x)
+    layer.backward(dout)  # written in place: not added to the old gradient
+    assert layer.weight.grad is buffer and layer.weight.fresh_grad_buffer() is None
+    np.testing.assert_allclose(buffer, once, rtol=1e-6)
+    layer(x)
+    layer.backward(dout)
+    np.testing.assert_allclose(layer.weight.grad, 2 * once, rtol=1e-6)
+
+
 def test_train_eval_propagates():
     net = nn.Sequential(nn.Sequential(nn.Dropout()), nn.BatchNorm1d(2))
     net.eval()

@@ -70,7 +70,7 @@ def linear_forward(
 
 
 def linear_backward(
-    dout: Any, cache: dict, need_dx: bool = True
+    dout: Any, cache: dict, need_dx: bool = True, dw_out: Any | None = None
 ) -> tuple[Any, Any, Any | None]:
     """Gradients of the affine map.
 
@@ -80,6 +80,9 @@ def linear_backward(
         dout: upstream gradient of shape (N, out_features).
         cache: the cache from ``linear_forward``.
         need_dx: compute the input gradient; ``False`` skips it (``dx`` is ``None``).
+        dw_out: optional array of shape (out_features, in_features) for the fast kernel to
+            write ``dweight`` into (then returned as ``dweight``), when its dtype is the
+            input's; a large weight's gradient then needs no buffer of its own.
 
     Returns:
         ``(dx, dweight, dbias)``: shapes (N, in_features), (out_features, in_features),
@@ -106,7 +109,10 @@ def linear_backward(
         mm = _matmul(get_xp(x))
         dout = dout.astype(x.dtype, copy=False)
         dx = mm(dout, w) if need_dx else None  # two GEMMs and a column sum
-        dw = mm(dout.T, x)
+        if dw_out is not None and dw_out.dtype == x.dtype and dw_out.shape == w.shape:
+            dw = mm(dout.T, x, out=dw_out)
+        else:
+            dw = mm(dout.T, x)
         db = dout.sum(axis=0) if has_bias else None
     dw = dw.astype(cache["weight_dtype"], copy=False)
     db = db.astype(cache["bias_dtype"], copy=False) if has_bias else None

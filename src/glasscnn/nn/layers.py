@@ -166,7 +166,8 @@ class Linear(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         """Accumulate dW (and db); return dx of shape (N, in_features), or None if not needed."""
-        dx, dw, db = K.linear_backward(dout, self._cache, need_dx=self.input_grad)
+        dx, dw, db = K.linear_backward(dout, self._cache, need_dx=self.input_grad,
+                                       dw_out=self.weight.fresh_grad_buffer())
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)

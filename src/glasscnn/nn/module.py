@@ -48,13 +48,21 @@ class Parameter:
     def accumulate(self, grad: np.ndarray) -> None:
         """Add ``grad`` to ``self.grad`` (in place, as PyTorch accumulates).
 
-        Right after ``zero_grad`` this is one copy instead of a fill and an add.
+        Right after ``zero_grad`` this is one copy instead of a fill and an add, and no copy
+        at all when ``grad`` is the array :meth:`fresh_grad_buffer` handed out.
         """
         if self._grad_is_zero:
-            self._grad[...] = grad
+            if grad is not self._grad:
+                self._grad[...] = grad
             self._grad_is_zero = False
         else:
             self._grad += grad
+
+    def fresh_grad_buffer(self) -> np.ndarray | None:
+        """The gradient array itself while a zeroing is owed (right after ``zero_grad``),
+        for a kernel to write this step's gradient into, then passed to :meth:`accumulate`;
+        ``None`` when a gradient is already there to be added to."""
+        return self._grad if self._grad_is_zero else None
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"

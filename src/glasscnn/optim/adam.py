@@ -86,10 +86,14 @@ class Adam(Optimizer):
             # are independent and go to the kernels' thread pool, scratch per thread
             flat = [a.reshape(-1) for a in arrays]
             starts = range(0, flat[0].size, BLOCK)
+            slots = _parallel.threads() if len(starts) >= PARALLEL_MIN_BLOCKS else 1
+            for slot in range(slots):  # every thread's scratch now, whichever blocks it gets
+                self._scratch(flat[0][:BLOCK], 2 * slot)
+                self._scratch(flat[0][:BLOCK], 2 * slot + 1)
             _parallel.run_chunks(
                 lambda i, slot: self._update_block(
                     [a[starts[i]:starts[i] + BLOCK] for a in flat], scalars, slot),
-                len(starts), None if len(starts) >= PARALLEL_MIN_BLOCKS else 1)
+                len(starts), slots)
         else:
             self._update_block(arrays, scalars)
 
