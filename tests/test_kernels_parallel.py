@@ -240,6 +240,25 @@ def test_blas_runs_one_thread_inside_and_is_restored(threaded):
 
 
 @pytest.mark.skipif(not _parallel.blas_found(), reason="NumPy's OpenBLAS not found")
+@pytest.mark.parametrize("slots", [1, None])
+def test_chunks_without_blas_on_one_slot_leave_blas_alone(threaded, slots):
+    before = _parallel._blas.get()
+    inside: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def fn(i, slot):
+        with lock:
+            inside.append((_parallel._blas.get(), slot))
+
+    _parallel.run_chunks(fn, 3, slots, blas=False)
+    if slots == 1:  # the calling thread, OpenBLAS's thread count untouched
+        assert inside == [(before, 0)] * 3
+    else:  # the pool, with OpenBLAS held at one thread as for any section
+        assert [b for b, _ in inside] == [1] * 3
+    assert _parallel._blas.get() == before
+
+
+@pytest.mark.skipif(not _parallel.blas_found(), reason="NumPy's OpenBLAS not found")
 def test_error_in_a_chunk_is_raised_and_blas_restored(threaded):
     before = _parallel._blas.get()
 

@@ -164,7 +164,8 @@ def single_threaded() -> Iterator[None]:
         set_threads(previous)
 
 
-def run_chunks(fn: Callable[[int, int], Any], count: int, slots: int | None = None) -> None:
+def run_chunks(fn: Callable[[int, int], Any], count: int, slots: int | None = None,
+               blas: bool = True) -> None:
     """Call ``fn(i, slot)`` for ``i`` in ``range(count)``, spread over the pool's threads.
 
     Each thread takes the next index as soon as it is free; ``slot`` (0 ≤ slot < the number
@@ -178,9 +179,12 @@ def run_chunks(fn: Callable[[int, int], Any], count: int, slots: int | None = No
         fn: the chunk body; it must write only disjoint outputs or per-slot accumulators.
         count: number of chunks.
         slots: threads to use, capped by :func:`threads` and ``count``; default all.
+        blas: whether ``fn`` makes BLAS calls; with ``False`` and one thread the chunks run
+            on the calling thread with OpenBLAS left alone (a small elementwise pass then
+            costs no lock and no two thread-count changes: alexnet's batch-1 ReLUs).
     """
     n_threads = max(1, min(threads() if slots is None else slots, threads(), count))
-    if threads() <= 1 or not _lock.acquire(blocking=False):
+    if threads() <= 1 or (n_threads == 1 and not blas) or not _lock.acquire(blocking=False):
         for i in range(count):
             fn(i, 0)
         return

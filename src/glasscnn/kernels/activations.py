@@ -43,7 +43,7 @@ def relu_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:
         else:  # ufunc maximum over batch chunks, on the thread pool when large
             parts, slots = _parallel.batch_parts(xp, x, _CHUNK_BYTES, _PARALLEL_MIN_ELEMENTS)
             _parallel.run_chunks(lambda i, _slot: xp.maximum(x[parts[i]], 0, out=out[parts[i]]),
-                                 len(parts), slots)
+                                 len(parts), slots, blas=False)
     return out, {"impl": impl, "out": out}
 
 
@@ -74,7 +74,7 @@ def relu_backward(dout: Any, cache: dict) -> tuple[Any]:
         xp.multiply(dout[part], out[part] > 0, out=dx[part])
 
     parts, slots = _parallel.batch_parts(xp, out, _CHUNK_BYTES, _PARALLEL_MIN_ELEMENTS)
-    _parallel.run_chunks(masked, len(parts), slots)
+    _parallel.run_chunks(masked, len(parts), slots, blas=False)
     return (dx,)
 
 

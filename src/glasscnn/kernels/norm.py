@@ -167,9 +167,9 @@ def _forward_train_fast(x3, running_mean, running_var, w, b, momentum, eps):
         xp.subtract(x3[parts[i]], mean[:, None], out=xc)
         xp.einsum("ncl,ncl->c", xc, xc, out=sums[i])
 
-    _parallel.run_chunks(total, len(parts), slots)
+    _parallel.run_chunks(total, len(parts), slots, blas=False)
     mean = _add_rows(sums) / m  # (C,)
-    _parallel.run_chunks(centre, len(parts), slots)
+    _parallel.run_chunks(centre, len(parts), slots, blas=False)
     var = _add_rows(sums) / m  # biased
     inv_std = 1 / xp.sqrt(var + eps)  # (C,)
     running_mean *= 1 - momentum
@@ -185,7 +185,7 @@ def _forward_train_fast(x3, running_mean, running_var, w, b, momentum, eps):
         if b is not None:
             y += b[:, None]
 
-    _parallel.run_chunks(affine, len(parts), slots)
+    _parallel.run_chunks(affine, len(parts), slots, blas=False)
     return out, mean, inv_std
 
 
@@ -213,7 +213,7 @@ def _forward_eval_fast(x3, running_mean, running_var, w, b, eps):
         xp.multiply(x3[part], scale[:, None], out=out[part])
         xp.add(out[part], shift[:, None], out=out[part])
 
-    _parallel.run_chunks(affine, len(parts), slots)
+    _parallel.run_chunks(affine, len(parts), slots, blas=False)
     return out, x3, mean, inv_std
 
 
@@ -299,7 +299,7 @@ def _backward_train_fast(dout3, cache):
         xp.einsum("ncl->c", dout3[part], out=sums[0, i])
         xp.einsum("ncl,ncl->c", dout3[part], xc, out=sums[1, i])
 
-    _parallel.run_chunks(reduce, len(parts), slots)
+    _parallel.run_chunks(reduce, len(parts), slots, blas=False)
     dbeta = _add_rows(sums[0])  # (C,)
     dgamma = _add_rows(sums[1]) * inv_std  # (C,)
     centred = (dgamma * inv_std / m).astype(x3.dtype, copy=False)[:, None]
@@ -315,7 +315,7 @@ def _backward_train_fast(dout3, cache):
         d -= mean_dout
         d *= scale
 
-    _parallel.run_chunks(grad, len(parts), slots)
+    _parallel.run_chunks(grad, len(parts), slots, blas=False)
     return dx, dgamma, dbeta
 
 

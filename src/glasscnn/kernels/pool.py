@@ -145,7 +145,7 @@ def _max_pool_fast(x: Any, xpad: Any, k: tuple[int, int], s: tuple[int, int],
     def chunk(i: int, slot: int) -> None:
         _separable_reduce(xp.maximum, xpad[parts[i]], k, s, out_hw, out=out[parts[i]])
 
-    _parallel.run_chunks(chunk, len(parts), slots)
+    _parallel.run_chunks(chunk, len(parts), slots, blas=False)
     return out
 
 
@@ -256,7 +256,7 @@ def _max_pool_fast_backward(dout: Any, cache: dict[str, Any]) -> Any:
         part = parts[i]
         _route_to_max(dout[part], xpad[part], out[part], dxp[part], k, cache["stride"])
 
-    _parallel.run_chunks(chunk, len(parts), slots)
+    _parallel.run_chunks(chunk, len(parts), slots, blas=False)
     return _unpad(dxp, cache["padding"], cache["shape"])
 
 

@@ -93,7 +93,7 @@ class Adam(Optimizer):
             _parallel.run_chunks(
                 lambda i, slot: self._update_block(
                     [a[starts[i]:starts[i] + BLOCK] for a in flat], scalars, slot),
-                len(starts), slots)
+                len(starts), slots, blas=False)
         else:
             self._update_block(arrays, scalars)
 
