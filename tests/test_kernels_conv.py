@@ -23,8 +23,8 @@ IMPLS = ["naive", "fast"]
 
 # (x shape, weight shape, stride, padding, dilation, bias): strides 1-3, padding 0-3,
 # dilation 1-2, odd and non-square inputs and kernels, batch 1, kernel equal to the input,
-# and each fast path (channels-last / K-major / batch-innermost (CHWN) forward;
-# transposed-conv / col2im dx).
+# and each fast path (channels-last / K-major / batch-innermost (CHWN) / kernel-rows
+# forward; transposed-conv / col2im / kernel-rows dx).
 CONFIGS = [
     ((2, 3, 7, 7), (4, 3, 3, 3), 1, 0, 1, True),
     ((2, 3, 7, 7), (4, 3, 3, 3), 1, 1, 1, False),  # dx as a transposed convolution
@@ -46,6 +46,11 @@ CONFIGS = [
     ((2, 10, 7, 7), (12, 10, 3, 3), 2, 0, 1, False),  # channels-last col2im dx
     ((2, 3, 5, 19), (4, 3, 3, 3), 1, 1, 1, True),  # few channels, wide: K-major, not CHWN
     ((3, 2, 6, 20), (9, 2, 3, 3), 1, 0, 1, False),  # the same, channels-last output
+    ((3, 8, 7, 9), (9, 8, 3, 2), 1, (1, 0), (2, 1), True),  # kernel rows, dilated rows
+    ((2, 9, 9, 8), (10, 9, 2, 3), 1, 0, 1, False),  # kernel rows, two rows, no padding
+    ((2, 8, 7, 7), (8, 8, 5, 5), 1, 2, 1, True),  # kernel rows, 5x5
+    ((2, 8, 6, 6), (8, 8, 2, 2), 1, 2, 1, True),  # kernel rows forward, dout border cropped
+    ((1, 8, 7, 6), (8, 8, 3, 3), 1, 1, 1, True),  # batch 1: K-major forward, rows backward
 ]
 IDS = [
     f"x{'x'.join(map(str, xs))}-w{'x'.join(map(str, ws))}-s{s}-p{p}-d{d}-{'b' if b else 'nob'}"
@@ -80,16 +85,26 @@ def _assert_grads_close(ours, ref, rtol, atol):
             np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
 
 
-# CHWN_MAX_WIDTH: as set; 0, every layer with few input channels on the K-major NCHW
-# path; huge, every such layer batch-innermost
-CHWN_WIDTHS = [None, 0, 10**6]
+# the fast paths' switches: as set; CHWN_MAX_WIDTH 0, every layer with few input channels
+# on the K-major NCHW path; huge, every such layer batch-innermost; ROW_GEMMS off, every
+# kernel-rows layer on im2col
+PATHS = {
+    "default": {},
+    "no-chwn": {"CHWN_MAX_WIDTH": 0},
+    "all-chwn": {"CHWN_MAX_WIDTH": 10**6},
+    "no-rows": {"ROW_GEMMS": False},
+}
 
 
-@pytest.mark.parametrize("chwn_width", CHWN_WIDTHS, ids=["default", "no-chwn", "all-chwn"])
+def _set_path(monkeypatch, path):
+    for name, value in PATHS[path].items():
+        monkeypatch.setattr(conv_module, name, value)
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_naive_matches_fast(config, chwn_width, monkeypatch, rng):
-    if chwn_width is not None:
-        monkeypatch.setattr(conv_module, "CHWN_MAX_WIDTH", chwn_width)
+def test_naive_matches_fast(config, path, monkeypatch, rng):
+    _set_path(monkeypatch, path)
     x, w, b = _inputs(rng, config)
     _, _, stride, padding, dilation, _ = config
     out_n, cache_n = conv2d_forward(x, w, b, stride, padding, dilation, impl="naive")
@@ -134,6 +149,14 @@ def test_gradients_match_finite_differences(config, impl, forward, backward, h, 
     assert rel_error(dx, numerical_gradient(f, x, dout, h=h)) < bar
     assert rel_error(dw, numerical_gradient(f, w, dout, h=h)) < bar
     assert rel_error(db, numerical_gradient(f, b, dout, h=h)) < bar
+
+
+@pytest.mark.parametrize(("forward", "backward", "h", "bar"), GRADCHECK_OPS)
+def test_kernel_rows_gradients_match_finite_differences(forward, backward, h, bar, rng):
+    """The kernel-rows path (fast only: the naive loop nest is too slow at its sizes)."""
+    config = ((2, 8, 7, 7), (8, 8, 2, 3), 1, (0, 1), 1, True)  # 6×7 outputs
+    assert conv_module._rows_apply(config[1], (1, 1), (6, 7))
+    test_gradients_match_finite_differences(config, "fast", forward, backward, h, bar, rng)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -226,11 +249,11 @@ def test_no_bias_gives_none(rng):
     assert conv2d_backward(rng.standard_normal(out.shape), cache)[2] is None
 
 
-@pytest.mark.parametrize("chwn_width", CHWN_WIDTHS[:2], ids=["default", "no-chwn"])
-@pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[3]], ids=["transposed", "col2im"])
-def test_batch_chunks_give_the_same_result(config, chwn_width, monkeypatch, rng):
-    if chwn_width is not None:
-        monkeypatch.setattr(conv_module, "CHWN_MAX_WIDTH", chwn_width)
+@pytest.mark.parametrize("path", ["default", "no-chwn"])
+@pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[3], CONFIGS[20]],
+                         ids=["transposed", "col2im", "rows"])
+def test_batch_chunks_give_the_same_result(config, path, monkeypatch, rng):
+    _set_path(monkeypatch, path)
     x, w, b = _inputs(rng, config)
     x = np.concatenate([x] * 3)  # an odd number of images: the last chunk is smaller
     _, _, stride, padding, dilation, _ = config
@@ -241,6 +264,47 @@ def test_batch_chunks_give_the_same_result(config, chwn_width, monkeypatch, rng)
     out_c, cache_c = conv2d_forward(x, w, b, stride, padding, dilation)
     np.testing.assert_allclose(out_c, out, rtol=1e-12, atol=1e-12)
     _assert_grads_close(conv2d_backward(dout, cache_c), grads, rtol=1e-12, atol=1e-12)
+
+
+# the kernel-rows configurations of CONFIGS and the paths they take: (forward, backward)
+ROWS_PATHS = [(CONFIGS[20], (True, True)), (CONFIGS[21], (True, True)),
+              (CONFIGS[22], (True, True)), (CONFIGS[23], (True, False)),
+              (CONFIGS[24], (False, True))]
+
+
+@pytest.mark.parametrize(("config", "expected"), ROWS_PATHS, ids=IDS[20:25])
+def test_kernel_rows_layers_take_that_path(config, expected, monkeypatch, rng):
+    calls = []
+
+    def spy(name):
+        kernel = getattr(conv_module, name)
+
+        def run(*args, **kwargs):
+            calls.append(name)
+            return kernel(*args, **kwargs)
+        return run
+
+    for name in ("_forward_rows", "_backward_rows"):
+        monkeypatch.setattr(conv_module, name, spy(name))
+    x, w, b = _inputs(rng, config)
+    _, _, stride, padding, dilation, _ = config
+    out, cache = conv2d_relu_forward(x, w, b, stride, padding, dilation)
+    conv2d_relu_backward(rng.standard_normal(out.shape), cache)
+    assert ("_forward_rows" in calls, "_backward_rows" in calls) == expected
+
+
+@pytest.mark.parametrize(("weight_shape", "stride", "out_hw", "rows"), [
+    ((16, 16, 3, 3), (1, 1), (32, 32), True),  # vgg's 16→16
+    ((64, 32, 3, 3), (1, 1), (8, 8), True),
+    ((64, 64, 3, 3), (1, 1), (6, 6), True),  # ROW_MIN_POSITIONS
+    ((128, 128, 3, 3), (1, 1), (4, 4), False),  # too few positions
+    ((96, 64, 3, 3), (1, 1), (16, 16), False),  # over ROW_MAX_CHANNELS
+    ((16, 3, 3, 3), (1, 1), (32, 32), False),  # few input channels: K-major NCHW
+    ((16, 16, 3, 3), (2, 2), (16, 16), False),  # stride 2
+    ((16, 16, 1, 3), (1, 1), (32, 32), False),  # one kernel row
+])
+def test_rows_apply_to_small_stride_one_layers(weight_shape, stride, out_hw, rows):
+    assert conv_module._rows_apply(weight_shape, stride, out_hw) == rows
 
 
 def test_chunks_bound_the_buffer_and_cover_the_batch():

@@ -19,13 +19,15 @@ from glasscnn.kernels import conv as conv_module
 from glasscnn.kernels import pool as pool_module
 
 # (x shape, weight shape, stride, padding, need_dx): channels-last and K-major (C_in < 8)
-# layouts, transposed-conv and col2im input gradients, an odd batch (uneven chunks)
+# layouts, kernel rows, transposed-conv and col2im input gradients, an odd batch (uneven
+# chunks)
 CONV_CONFIGS = [
     ((5, 3, 8, 8), (4, 3, 3, 3), 1, 1, True),  # K-major im2col, transposed-conv dx
     ((5, 3, 8, 8), (4, 3, 3, 3), 1, 1, False),  # first layer: no dx
     ((4, 8, 7, 6), (5, 8, 3, 3), 1, 1, True),  # channels-last, transposed-conv dx
     ((3, 9, 9, 9), (4, 9, 3, 2), 2, 1, True),  # channels-last, stride 2: col2im dx
     ((4, 2, 9, 9), (3, 2, 5, 5), 1, 0, True),  # K-major, col2im dx (few input channels)
+    ((5, 8, 7, 6), (8, 8, 3, 3), 1, 1, True),  # kernel rows, forward and backward
 ]
 IDS = [f"x{'x'.join(map(str, c[0]))}-w{'x'.join(map(str, c[1]))}-s{c[2]}-p{c[3]}-dx{c[4]}"
        for c in CONV_CONFIGS]

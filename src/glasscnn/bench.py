@@ -32,6 +32,7 @@ from glasscnn import optim
 from glasscnn.analysis import analyze
 from glasscnn.io import to_torch
 from glasscnn.kernels import _winograd
+from glasscnn.kernels import conv as conv_kernels
 from glasscnn.kernels._parallel import ENV as THREADS_ENV
 from glasscnn.kernels._parallel import blas_core, blas_found, single_threaded
 from glasscnn.kernels._parallel import threads as kernel_threads
@@ -477,13 +478,15 @@ def _winograd_report(echo: Callable[[str], None], report: dict[str, Any]) -> Non
     if not report["winograd"]:
         return
     echo("")
-    echo(f"Winograd or im2col, measured per layer ({_winograd.MODE_ENV}={_winograd.mode}; "
-         "best of 2, ms):")
+    echo(f"Winograd or GEMMs (im2col, or kernel rows), measured per layer "
+         f"({_winograd.MODE_ENV}={_winograd.mode}; best of 2, ms):")
     for key, (wino, gemm) in report["winograd"].items():
-        x_shape, w_shape = key[0], key[1]
+        x_shape, w_shape, padding = key[:3]
+        out_hw = tuple(x_shape[2 + a] + 2 * padding[a] - w_shape[2 + a] + 1 for a in (0, 1))
+        path = "rows" if conv_kernels._rows_apply(w_shape, (1, 1), out_hw) else "im2col"
         echo(f"  x {'x'.join(map(str, x_shape))} w {'x'.join(map(str, w_shape))}: "
-             f"winograd {wino * 1e3:.2f}, im2col {gemm * 1e3:.2f} -> "
-             + ("winograd" if wino < gemm else "im2col"))
+             f"winograd {wino * 1e3:.2f}, {path} {gemm * 1e3:.2f} -> "
+             + ("winograd" if wino < gemm else path))
 
 
 def _epoch_report(torch: Any, epoch_batches: int | None, echo: Callable[[str], None],

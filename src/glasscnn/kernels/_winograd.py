@@ -86,14 +86,14 @@ def _mode_from_env() -> str:
 
 
 mode = _mode_from_env()
-# "auto": per layer key, the best of two timed runs, (Winograd, im2col) in seconds
+# "auto": per layer key, the best of two timed runs, (Winograd, GEMM path) in seconds
 _timings: dict[Any, tuple[float, float]] = {}
 
 
-def select(key: Any, winograd: Callable[[], Any], im2col: Callable[[], Any]) -> Any:
-    """A layer's output by Winograd or by im2col + GEMM, as ``mode`` says.
+def select(key: Any, winograd: Callable[[], Any], gemm: Callable[[], Any]) -> Any:
+    """A layer's output by Winograd or by the conv's GEMM path, as ``mode`` says.
 
-    "on" calls ``winograd``, "off" ``im2col``. "auto" (the default): the first call for a
+    "on" calls ``winograd``, "off" ``gemm``. "auto" (the default): the first call for a
     ``key`` runs both twice, alternately, keeps each one's best time and returns the
     faster one's output; later calls with that key run the faster one only. Which is
     faster depends on the machine: on a Zen 5 with OpenBLAS's AVX2 kernels Winograd was
@@ -103,7 +103,8 @@ def select(key: Any, winograd: Callable[[], Any], im2col: Callable[[], Any]) -> 
     Args:
         key: hashable description of the call (shapes, padding, dtype, bias, ReLU, threads).
         winograd: computes the output by :func:`conv`.
-        im2col: computes it by the im2col kernel.
+        gemm: computes it by the GEMM kernel (im2col, or kernel rows where
+            ``conv._rows_apply`` admits the layer).
 
     Returns:
         The output of the chosen kernel.
@@ -111,14 +112,14 @@ def select(key: Any, winograd: Callable[[], Any], im2col: Callable[[], Any]) -> 
     if mode == "on":
         return winograd()
     if mode == "off":
-        return im2col()
+        return gemm()
     timing = _timings.get(key)
     if timing is not None:
-        return winograd() if timing[0] < timing[1] else im2col()
+        return winograd() if timing[0] < timing[1] else gemm()
     best = [math.inf, math.inf]
     outs: list[Any] = [None, None]
     for _ in range(2):
-        for i, fn in enumerate((winograd, im2col)):
+        for i, fn in enumerate((winograd, gemm)):
             start = time.perf_counter()
             outs[i] = fn()
             best[i] = min(best[i], time.perf_counter() - start)
@@ -127,7 +128,7 @@ def select(key: Any, winograd: Callable[[], Any], im2col: Callable[[], Any]) -> 
 
 
 def timings() -> dict[Any, tuple[float, float]]:
-    """What "auto" measured so far: layer key → (Winograd, im2col) best seconds."""
+    """What "auto" measured so far: layer key → (Winograd, GEMM path) best seconds."""
     return dict(_timings)
 
 
