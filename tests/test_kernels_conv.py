@@ -51,7 +51,8 @@ CONFIGS = [
     ((2, 8, 7, 7), (8, 8, 5, 5), 1, 2, 1, True),  # kernel rows, 5x5
     ((2, 8, 6, 6), (8, 8, 2, 2), 1, 2, 1, True),  # kernel rows forward, dout border cropped
     ((1, 8, 7, 6), (8, 8, 3, 3), 1, 1, 1, True),  # batch 1: K-major forward, rows backward
-]
+    ((2, 3, 7, 9), (8, 3, 3, 3), 1, 1, 1, True),  # few input channels: rows forward (and
+]                                               # backward without dx)
 IDS = [
     f"x{'x'.join(map(str, xs))}-w{'x'.join(map(str, ws))}-s{s}-p{p}-d{d}-{'b' if b else 'nob'}"
     for xs, ws, s, p, d, b in CONFIGS
@@ -266,13 +267,14 @@ def test_batch_chunks_give_the_same_result(config, path, monkeypatch, rng):
     _assert_grads_close(conv2d_backward(dout, cache_c), grads, rtol=1e-12, atol=1e-12)
 
 
-# the kernel-rows configurations of CONFIGS and the paths they take: (forward, backward)
-ROWS_PATHS = [(CONFIGS[20], (True, True)), (CONFIGS[21], (True, True)),
-              (CONFIGS[22], (True, True)), (CONFIGS[23], (True, False)),
-              (CONFIGS[24], (False, True))]
+# the kernel-rows configurations of CONFIGS and the paths they take: (forward, backward
+# with dx, backward without dx)
+ROWS_PATHS = [(CONFIGS[20], (True, True, True)), (CONFIGS[21], (True, True, True)),
+              (CONFIGS[22], (True, True, True)), (CONFIGS[23], (True, False, False)),
+              (CONFIGS[24], (False, True, True)), (CONFIGS[25], (True, False, True))]
 
 
-@pytest.mark.parametrize(("config", "expected"), ROWS_PATHS, ids=IDS[20:25])
+@pytest.mark.parametrize(("config", "expected"), ROWS_PATHS, ids=IDS[20:26])
 def test_kernel_rows_layers_take_that_path(config, expected, monkeypatch, rng):
     calls = []
 
@@ -289,22 +291,29 @@ def test_kernel_rows_layers_take_that_path(config, expected, monkeypatch, rng):
     x, w, b = _inputs(rng, config)
     _, _, stride, padding, dilation, _ = config
     out, cache = conv2d_relu_forward(x, w, b, stride, padding, dilation)
-    conv2d_relu_backward(rng.standard_normal(out.shape), cache)
-    assert ("_forward_rows" in calls, "_backward_rows" in calls) == expected
+    taken = ["_forward_rows" in calls]
+    for need_dx in (True, False):
+        calls.clear()
+        conv2d_relu_backward(rng.standard_normal(out.shape), cache, need_dx=need_dx)
+        taken.append("_backward_rows" in calls)
+    assert tuple(taken) == expected
 
 
-@pytest.mark.parametrize(("weight_shape", "stride", "out_hw", "rows"), [
-    ((16, 16, 3, 3), (1, 1), (32, 32), True),  # vgg's 16→16
-    ((64, 32, 3, 3), (1, 1), (8, 8), True),
-    ((64, 64, 3, 3), (1, 1), (6, 6), True),  # ROW_MIN_POSITIONS
-    ((128, 128, 3, 3), (1, 1), (4, 4), False),  # too few positions
-    ((96, 64, 3, 3), (1, 1), (16, 16), False),  # over ROW_MAX_CHANNELS
-    ((16, 3, 3, 3), (1, 1), (32, 32), False),  # few input channels: K-major NCHW
-    ((16, 16, 3, 3), (2, 2), (16, 16), False),  # stride 2
-    ((16, 16, 1, 3), (1, 1), (32, 32), False),  # one kernel row
+@pytest.mark.parametrize(("weight_shape", "stride", "out_hw", "need_dx", "rows"), [
+    ((16, 16, 3, 3), (1, 1), (32, 32), True, True),  # vgg's 16→16
+    ((64, 32, 3, 3), (1, 1), (8, 8), True, True),
+    ((64, 64, 3, 3), (1, 1), (6, 6), True, True),  # ROW_MIN_POSITIONS
+    ((128, 128, 3, 3), (1, 1), (4, 4), False, False),  # too few positions
+    ((96, 64, 3, 3), (1, 1), (16, 16), False, False),  # over ROW_MAX_CHANNELS
+    ((64, 96, 3, 3), (1, 1), (16, 16), False, False),
+    ((16, 3, 3, 3), (1, 1), (32, 32), False, True),  # a first layer: forward, dW
+    ((16, 3, 3, 3), (1, 1), (32, 32), True, False),  # dx of few channels: col2im
+    ((6, 3, 5, 5), (1, 1), (28, 28), False, False),  # few output channels: NCHW
+    ((16, 16, 3, 3), (2, 2), (16, 16), True, False),  # stride 2
+    ((16, 16, 1, 3), (1, 1), (32, 32), True, False),  # one kernel row
 ])
-def test_rows_apply_to_small_stride_one_layers(weight_shape, stride, out_hw, rows):
-    assert conv_module._rows_apply(weight_shape, stride, out_hw) == rows
+def test_rows_apply_to_small_stride_one_layers(weight_shape, stride, out_hw, need_dx, rows):
+    assert conv_module._rows_apply(weight_shape, stride, out_hw, need_dx) == rows
 
 
 def test_chunks_bound_the_buffer_and_cover_the_batch():
@@ -343,7 +352,9 @@ def test_fast_layouts_and_any_dout_layout(config, rng):
     _, _, stride, padding, dilation, _ = config
     out, cache = conv2d_forward(x, w, b, stride, padding, dilation)
     k_major = x.shape[0] == 1 or x.shape[0] * out[0, 0].size <= 2 * w.shape[0]  # NCHW output
-    chwn = x.shape[1] < 8 and out.shape[3] <= conv_module.CHWN_MAX_WIDTH  # NCHW output
+    strides = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    rows = conv_module._rows_apply(w.shape, strides, out.shape[2:])  # channels-last output
+    chwn = x.shape[1] < 8 and out.shape[3] <= conv_module.CHWN_MAX_WIDTH and not rows
     assert _nhwc_only(out) == (w.shape[0] >= 8 and not k_major and not chwn)
     dout = rng.standard_normal(out.shape)
     grads = conv2d_backward(np.ascontiguousarray(dout), cache)

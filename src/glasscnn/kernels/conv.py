@@ -38,12 +38,14 @@ CHWN_MAX_WIDTH = 16
 # a layer's im2col must have at least this many elements for its chunks to go to the thread
 # pool: below it, handing chunks to a second thread costs more than it saves (measured)
 PARALLEL_MIN_ELEMENTS = 2**18
-# stride-1 layers with K_MAJOR_CHANNELS to ROW_MAX_CHANNELS input and output channels, at
-# least ROW_MIN_POSITIONS output pixels and kernels of two or more rows run by kernel rows
-# (:func:`_forward_rows`, :func:`_backward_rows`): width-only im2col, one GEMM per kernel
-# row. Measured on two threads, forward / backward: vgg's 16→16 32×32 1.6× / 1.45×, 32→32
-# 16×16 1.5× / 1.35×, 64→64 8×8 1.15× / 1.15× faster; 4×4 outputs, or 96 and more channels
-# (alexnet's conv2-conv5), 1.1-2× slower. Tests switch ROW_GEMMS off to reach im2col.
+# stride-1 layers with K_MAJOR_CHANNELS to ROW_MAX_CHANNELS output channels, at most
+# ROW_MAX_CHANNELS input channels, at least ROW_MIN_POSITIONS output pixels and kernels of
+# two or more rows run by kernel rows (:func:`_forward_rows`, :func:`_backward_rows`; see
+# :func:`_rows_apply`): width-only im2col, one GEMM per kernel row. Measured on two threads,
+# forward / backward: vgg's 16→16 32×32 1.6× / 1.45×, 32→32 16×16 1.5× / 1.35×, 64→64 8×8
+# 1.15× / 1.15×, its 3→16 first layer 1.0× / 1.3×, three_layer's 3→32 7×7 1.1× / 1.15×
+# faster; 4×4 outputs, or 96 and more channels (alexnet's conv2-conv5), 1.1-2× slower.
+# Tests switch ROW_GEMMS off to reach the other paths.
 ROW_GEMMS = True
 ROW_MAX_CHANNELS = 64
 ROW_MIN_POSITIONS = 36
@@ -377,10 +379,10 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw, relu=False
     K-major im2col for one image or few output positions (:func:`_forward_k_major`);
     Winograd F(2×2, r×r) for the 3×3 and 5×5 stride-1 layers with many channels and tiles
     that ``_winograd.applies`` admits, where ``_winograd.select`` finds it faster than the
-    GEMM path; batch-innermost im2col for fewer than ``K_MAJOR_CHANNELS`` input channels and
-    outputs at most ``CHWN_MAX_WIDTH`` wide (:func:`_forward_chwn`); else the GEMM path:
-    kernel rows for the stride-1 layers :func:`_rows_apply` admits (:func:`_forward_rows`),
-    :func:`_forward_im2col` for the others. ``relu``: rectify the output
+    GEMM path; else the GEMM path: kernel rows for the stride-1 layers :func:`_rows_apply`
+    admits (:func:`_forward_rows`); batch-innermost im2col for the others with fewer than
+    ``K_MAJOR_CHANNELS`` input channels and outputs at most ``CHWN_MAX_WIDTH`` wide
+    (:func:`_forward_chwn`); :func:`_forward_im2col` for the rest. ``relu``: rectify the output
     (:func:`conv2d_relu_forward`).
     """
     xp = get_xp(x)
@@ -391,19 +393,20 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw, relu=False
     # K-major, no weight copy
     if n * out_hw[0] * out_hw[1] <= 2 * c_out or n == 1:
         return _forward_k_major(*args)
-    if _rows_apply(weight.shape, stride, out_hw):
-        def gemms():
+    rows = _rows_apply(weight.shape, stride, out_hw)
+
+    def gemms():
+        if rows:
             return _forward_rows(x, weight, bias, padding, dilation, out_hw, relu)
-    else:
-        def gemms():
-            return _forward_im2col(*args)
+        return _forward_im2col(*args)
+
     if xp is np and _winograd.applies(weight.shape, stride, dilation, n, out_hw):
         key = (x.shape, weight.shape, padding, x.dtype.str, bias is None, relu,
                _parallel.threads())
         return _winograd.select(key, lambda: _winograd.conv(x, weight, bias, padding, out_hw,
                                                            relu),
                                 gemms)
-    if c_in < K_MAJOR_CHANNELS and out_hw[1] <= CHWN_MAX_WIDTH:
+    if not rows and c_in < K_MAJOR_CHANNELS and out_hw[1] <= CHWN_MAX_WIDTH:
         return _forward_chwn(*args)
     return gemms()
 
@@ -470,14 +473,17 @@ def _forward_im2col(x, weight, bias, stride, padding, dilation, out_hw, relu=Fal
     return out
 
 
-def _rows_apply(weight_shape, stride, out_hw):
+def _rows_apply(weight_shape, stride, out_hw, need_dx=False):
     """Whether a layer runs by kernel rows: ``ROW_GEMMS``, stride 1, a kernel of two or
-    more rows, ``K_MAJOR_CHANNELS`` to ``ROW_MAX_CHANNELS`` input and output channels
-    (channels-last) and at least ``ROW_MIN_POSITIONS`` output pixels."""
+    more rows, ``K_MAJOR_CHANNELS`` to ``ROW_MAX_CHANNELS`` output channels (channels-last),
+    at most ``ROW_MAX_CHANNELS`` input channels, at least ``ROW_MIN_POSITIONS`` output
+    pixels, and for a backward pass that computes dx, ``K_MAJOR_CHANNELS`` or more input
+    channels (dx channels-last; with fewer, batch-innermost col2im was faster)."""
     c_out, c_in, kh, _ = weight_shape
     return (ROW_GEMMS and stride == (1, 1) and kh > 1
-            and K_MAJOR_CHANNELS <= min(c_in, c_out) <= max(c_in, c_out) <= ROW_MAX_CHANNELS
-            and out_hw[0] * out_hw[1] >= ROW_MIN_POSITIONS)
+            and K_MAJOR_CHANNELS <= c_out <= ROW_MAX_CHANNELS and c_in <= ROW_MAX_CHANNELS
+            and out_hw[0] * out_hw[1] >= ROW_MIN_POSITIONS
+            and (c_in >= K_MAJOR_CHANNELS or not need_dx))
 
 
 def _forward_rows(x, weight, bias, padding, dilation, out_hw, relu=False):
@@ -780,12 +786,12 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     out_hw = dout.shape[2:]
+    if (_rows_apply(weight.shape, stride, out_hw, need_dx)
+            and min(_flipped_padding(weight, padding, dilation)) >= 0):
+        return _backward_rows(dout, x, weight, padding, dilation, need_dx, has_bias, relu_out)
     if c_in < K_MAJOR_CHANNELS and out_hw[1] <= CHWN_MAX_WIDTH and n > 1:
         return _backward_chwn(dout, x, weight, stride, padding, dilation, need_dx, has_bias,
                               relu_out)
-    if (_rows_apply(weight.shape, stride, out_hw)
-            and min(_flipped_padding(weight, padding, dilation)) >= 0):
-        return _backward_rows(dout, x, weight, padding, dilation, need_dx, has_bias, relu_out)
     positions = out_hw[0] * out_hw[1]
     k = kh * kw * c_in
     # stride 1: convolving dout beats col2im unless its im2col is much the larger
