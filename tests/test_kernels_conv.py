@@ -51,8 +51,8 @@ CONFIGS = [
     ((2, 8, 7, 7), (8, 8, 5, 5), 1, 2, 1, True),  # kernel rows, 5x5
     ((2, 8, 6, 6), (8, 8, 2, 2), 1, 2, 1, True),  # kernel rows forward, dout border cropped
     ((1, 8, 7, 6), (8, 8, 3, 3), 1, 1, 1, True),  # batch 1: K-major forward, rows backward
-    ((2, 3, 7, 9), (8, 3, 3, 3), 1, 1, 1, True),  # few input channels: rows forward (and
-]                                               # backward without dx)
+    ((2, 3, 7, 9), (8, 3, 3, 3), 1, 1, 1, True),  # few input channels: rows forward, dW
+]
 IDS = [
     f"x{'x'.join(map(str, xs))}-w{'x'.join(map(str, ws))}-s{s}-p{p}-d{d}-{'b' if b else 'nob'}"
     for xs, ws, s, p, d, b in CONFIGS
@@ -307,7 +307,7 @@ def test_kernel_rows_layers_take_that_path(config, expected, monkeypatch, rng):
     ((96, 64, 3, 3), (1, 1), (16, 16), False, False),  # over ROW_MAX_CHANNELS
     ((64, 96, 3, 3), (1, 1), (16, 16), False, False),
     ((16, 3, 3, 3), (1, 1), (32, 32), False, True),  # a first layer: forward, dW
-    ((16, 3, 3, 3), (1, 1), (32, 32), True, False),  # dx of few channels: col2im
+    ((16, 3, 3, 3), (1, 1), (32, 32), True, False),  # dx of few channels: other paths
     ((6, 3, 5, 5), (1, 1), (28, 28), False, False),  # few output channels: NCHW
     ((16, 16, 3, 3), (2, 2), (16, 16), True, False),  # stride 2
     ((16, 16, 1, 3), (1, 1), (32, 32), True, False),  # one kernel row
