@@ -308,7 +308,8 @@ def test_kernel_rows_layers_take_that_path(config, expected, monkeypatch, rng):
     ((64, 96, 3, 3), (1, 1), (16, 16), False, False),
     ((16, 3, 3, 3), (1, 1), (32, 32), False, True),  # a first layer: forward, dW
     ((16, 3, 3, 3), (1, 1), (32, 32), True, False),  # dx of few channels: other paths
-    ((6, 3, 5, 5), (1, 1), (28, 28), False, False),  # few output channels: NCHW
+    ((6, 3, 5, 5), (1, 1), (28, 28), False, True),  # lenet's conv1: 6 channels-last outputs
+    ((4, 1, 5, 5), (1, 1), (28, 28), False, False),  # fewer output channels: NCHW
     ((16, 16, 3, 3), (2, 2), (16, 16), True, False),  # stride 2
     ((16, 16, 1, 3), (1, 1), (32, 32), True, False),  # one kernel row
 ])
@@ -355,7 +356,7 @@ def test_fast_layouts_and_any_dout_layout(config, rng):
     strides = (stride, stride) if isinstance(stride, int) else tuple(stride)
     rows = conv_module._rows_apply(w.shape, strides, out.shape[2:])  # channels-last output
     chwn = x.shape[1] < 8 and out.shape[3] <= conv_module.CHWN_MAX_WIDTH and not rows
-    assert _nhwc_only(out) == (w.shape[0] >= 8 and not k_major and not chwn)
+    assert _nhwc_only(out) == (not k_major and (rows or (w.shape[0] >= 8 and not chwn)))
     dout = rng.standard_normal(out.shape)
     grads = conv2d_backward(np.ascontiguousarray(dout), cache)
     assert _nhwc_only(grads[0]) == (x.shape[1] >= 8)

@@ -14,8 +14,25 @@ IMPLS = ["naive", "fast"]
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: {"rtol": 1e-4, "atol": 1e-5}, np.float64: {"rtol": 1e-10, "atol": 1e-12}}
 # (N, C), (N, C, L) and (N, C, H, W); batch 1 where more than one value per channel remains
-SHAPES = [(4, 3), (7, 1), (3, 2, 5), (1, 3, 2, 2), (5, 2, 3, 1), (2, 4, 3, 5)]
+SHAPES = [(4, 3), (7, 1), (3, 2, 5), (1, 3, 2, 2), (5, 2, 3, 1), (2, 4, 3, 5), (3, 4, 4, 6),
+          (2, 5, 3, 4)]
 AFFINES = ["both", "none", "weight_only"]
+# how a 4-D input is stored: NCHW, or channels-last (the fast kernels then read it in
+# runs of several pixels' channels, repeated per-channel vectors: 8 pixels at (3, 4, 4, 6),
+# 3 at (2, 5, 3, 4), 1 at (2, 4, 3, 5))
+LAYOUTS = ["nchw", "channels_last"]
+
+
+def _stored(a, layout):
+    """``a`` with the same values, stored channels-last when asked (4-D only)."""
+    if layout == "nchw" or a.ndim != 4:
+        return a
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def _channels_last_only(a):
+    return (a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous
+            and not a.flags.c_contiguous)
 
 
 def _args(rng, shape, affine, dtype):
@@ -39,12 +56,14 @@ def _to_torch(torch, a, grad):
     return t.requires_grad_(True) if grad else t
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("affine", AFFINES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_naive_matches_fast(shape, affine, training, dtype, rng):
+def test_naive_matches_fast(shape, affine, training, dtype, layout, rng):
     x, rm, rv, w, b = _args(rng, shape, affine, dtype)
+    x = _stored(x, layout)
     rm_n, rv_n, rm_f, rv_f = rm.copy(), rv.copy(), rm.copy(), rv.copy()
     out_n, cache_n = K.batch_norm_forward(x, rm_n, rv_n, w, b, training, impl="naive")
     out_f, cache_f = K.batch_norm_forward(x, rm_f, rv_f, w, b, training, impl="fast")
@@ -54,17 +73,22 @@ def test_naive_matches_fast(shape, affine, training, dtype, rng):
     np.testing.assert_allclose(rm_n, rm_f, **TOL[dtype])
     np.testing.assert_allclose(rv_n, rv_f, **TOL[dtype])
     assert rm_n.dtype == rv_f.dtype == dtype
-    dout = rng.standard_normal(shape).astype(dtype)
-    grads_n = K.batch_norm_backward(dout, cache_n)
-    grads_f = K.batch_norm_backward(dout, cache_f)
-    assert_grads_match(grads_n, grads_f, (x, w, b), dtype, **TOL[dtype])
+    for dout_layout in LAYOUTS:  # dout stored either way
+        dout = _stored(rng.standard_normal(shape).astype(dtype), dout_layout)
+        grads_n = K.batch_norm_backward(dout, cache_n)
+        grads_f = K.batch_norm_backward(dout, cache_f)
+        assert_grads_match(grads_n, grads_f, (x, w, b), dtype, **TOL[dtype])
+    if _channels_last_only(x):  # the fast kernel keeps the layout
+        assert _channels_last_only(out_f) and _channels_last_only(grads_f[0])
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("shape", [(5, 2), (2, 2, 3, 2)], ids=str)
-def test_backward_matches_finite_differences(shape, impl, training, rng):
+@pytest.mark.parametrize("shape", [(5, 2), (2, 2, 3, 2), (2, 3, 2, 4)], ids=str)
+def test_backward_matches_finite_differences(shape, impl, training, layout, rng):
     x, rm, rv, w, b = _args(rng, shape, "both", np.float64)
+    x = _stored(x, layout)
 
     def f():
         return K.batch_norm_forward(x, rm.copy(), rv.copy(), w, b, training, impl=impl)[0]

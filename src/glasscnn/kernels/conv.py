@@ -38,15 +38,17 @@ CHWN_MAX_WIDTH = 16
 # a layer's im2col must have at least this many elements for its chunks to go to the thread
 # pool: below it, handing chunks to a second thread costs more than it saves (measured)
 PARALLEL_MIN_ELEMENTS = 2**18
-# stride-1 layers with K_MAJOR_CHANNELS to ROW_MAX_CHANNELS output channels, at most
+# stride-1 layers with ROW_MIN_OUT_CHANNELS to ROW_MAX_CHANNELS output channels, at most
 # ROW_MAX_CHANNELS input channels, at least ROW_MIN_POSITIONS output pixels and kernels of
 # two or more rows run by kernel rows (:func:`_forward_rows`, :func:`_backward_rows`; see
 # :func:`_rows_apply`): width-only im2col, one GEMM per kernel row. Measured on two threads,
 # forward / backward: vgg's 16→16 32×32 1.6× / 1.45×, 32→32 16×16 1.5× / 1.35×, 64→64 8×8
 # 1.15× / 1.15×, its 3→16 first layer 1.0× / 1.3×, three_layer's 3→32 7×7 1.1× / 1.15×
-# faster; 4×4 outputs, or 96 and more channels (alexnet's conv2-conv5), 1.1-2× slower.
-# Tests switch ROW_GEMMS off to reach the other paths.
+# faster, lenet_bn's step with its 3→6 conv1 so 6% faster; 4×4 outputs, or 96 and more
+# channels (alexnet's conv2-conv5), 1.1-2× slower. Tests switch ROW_GEMMS off to reach the
+# other paths.
 ROW_GEMMS = True
+ROW_MIN_OUT_CHANNELS = 6
 ROW_MAX_CHANNELS = 64
 ROW_MIN_POSITIONS = 36
 # a bias is added to channels-last rows repeated to runs of about this many floats: NumPy's
@@ -475,13 +477,14 @@ def _forward_im2col(x, weight, bias, stride, padding, dilation, out_hw, relu=Fal
 
 def _rows_apply(weight_shape, stride, out_hw, need_dx=False):
     """Whether a layer runs by kernel rows: ``ROW_GEMMS``, stride 1, a kernel of two or
-    more rows, ``K_MAJOR_CHANNELS`` to ``ROW_MAX_CHANNELS`` output channels (channels-last),
-    at most ``ROW_MAX_CHANNELS`` input channels, at least ``ROW_MIN_POSITIONS`` output
-    pixels, and for a backward pass that computes dx, ``K_MAJOR_CHANNELS`` or more input
-    channels (dx channels-last; with fewer, batch-innermost col2im was faster)."""
+    more rows, ``ROW_MIN_OUT_CHANNELS`` to ``ROW_MAX_CHANNELS`` output channels (the output
+    channels-last), at most ``ROW_MAX_CHANNELS`` input channels, at least
+    ``ROW_MIN_POSITIONS`` output pixels, and for a backward pass that computes dx,
+    ``K_MAJOR_CHANNELS`` or more input channels (dx channels-last; with fewer,
+    batch-innermost col2im was faster)."""
     c_out, c_in, kh, _ = weight_shape
     return (ROW_GEMMS and stride == (1, 1) and kh > 1
-            and K_MAJOR_CHANNELS <= c_out <= ROW_MAX_CHANNELS and c_in <= ROW_MAX_CHANNELS
+            and ROW_MIN_OUT_CHANNELS <= c_out <= ROW_MAX_CHANNELS and c_in <= ROW_MAX_CHANNELS
             and out_hw[0] * out_hw[1] >= ROW_MIN_POSITIONS
             and (c_in >= K_MAJOR_CHANNELS or not need_dx))
 

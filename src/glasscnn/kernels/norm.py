@@ -16,6 +16,59 @@ _LAYOUT = "(N, C), (N, C, L) or (N, C, H, W)"
 _CHUNK_BYTES = 1 << 19
 # ... and on the kernels' thread pool from this many elements on
 _PARALLEL_MIN_ELEMENTS = 1 << 18
+# a channels-last input is read as runs of about this many floats, its per-channel vectors
+# repeated to match (NumPy's loops over runs of C floats are slow for few channels)
+_RUN = 256
+
+
+class _Layout:
+    """How the fast kernels see an input: (N, C, L) with per-channel vectors as columns,
+    or, for a channels-last (N, C, H, W) input, (N, L/r, r*C) with the vectors repeated r
+    times along the last axis (a view of its memory, no copy)."""
+
+    def __init__(self, x: Any, fast: bool) -> None:
+        c = x.shape[1]
+        self.channels, self.shape = c, x.shape
+        stored_nhwc = x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
+        self.rep = 0  # 0: (N, C, L)
+        if fast and stored_nhwc and not x.flags.c_contiguous:
+            length = x.shape[2] * x.shape[3]
+            self.rep = math.gcd(length, max(1, _RUN // c))
+        self.subscripts = "nlk" if self.rep else "ncl"
+
+    def view(self, a: Any) -> Any:
+        """``a`` (shaped like the input) as the kernels' 3-D array."""
+        n, c = self.shape[:2]
+        if self.rep:
+            return a.transpose(0, 2, 3, 1).reshape(n, -1, self.rep * c)
+        return a.reshape(n, c, -1)
+
+    def restore(self, a3: Any) -> Any:
+        """A 3-D array from :meth:`view` back to the input's shape (a view)."""
+        if self.rep:
+            n, c, h, w = self.shape
+            return a3.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        return a3.reshape(self.shape)
+
+    def vec(self, v: Any) -> Any:
+        """A per-channel vector (C,) that broadcasts against the 3-D array."""
+        return get_xp(v).tile(v, self.rep) if self.rep else v[:, None]
+
+    def width(self) -> int:
+        """Length of the partial sums :meth:`total` writes."""
+        return self.rep * self.channels if self.rep else self.channels
+
+    def total(self, a: Any, b: Any | None, out: Any) -> Any:
+        """Σ a (or Σ a·b) over all but the channel (or run) axis into ``out``."""
+        xp, sub = get_xp(a), self.subscripts
+        target = sub[2] if self.rep else sub[1]
+        if b is None:
+            return xp.einsum(f"{sub}->{target}", a, out=out)
+        return xp.einsum(f"{sub},{sub}->{target}", a, b, out=out)
+
+    def fold(self, sums: Any) -> Any:
+        """Partial sums of :meth:`width` values as per-channel sums (C,)."""
+        return sums.reshape(self.rep, self.channels).sum(axis=0) if self.rep else sums
 
 
 def _check_channel_vector(v: Any, name: str, channels: int, x_shape: tuple[int, ...]) -> None:
@@ -53,7 +106,9 @@ def batch_norm_forward(
         eps: added to the variance before the square root, >= 0.
         impl: ``"naive"`` (loops over channels, then samples and positions) or ``"fast"``
             (per-channel ``einsum`` reductions and in-place passes over in-cache batch
-            chunks of an (N, C, L) view, on the kernels' thread pool when large).
+            chunks of an (N, C, L) view, on the kernels' thread pool when large; a
+            channels-last 4-D input is read in place as runs of pixels, and the output
+            and dx are channels-last too).
 
     Returns:
         ``(out, cache)`` with ``out`` of ``x``'s shape and dtype; the fast kernel's cache
@@ -75,18 +130,18 @@ def batch_norm_forward(
         raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
     if not isinstance(eps, Real) or not eps >= 0.0:
         raise ValueError(f"batch_norm: eps must be >= 0, got {eps!r}")
-    n = x.shape[0]
     m = x.size // channels if channels else 0
     if training and m <= 1:
         raise ValueError(
             f"batch_norm: expected more than 1 value per channel when training, got input of "
             f"shape {x.shape}"
         )
-    x3 = x.reshape(n, channels, -1)  # (N, C, L): a view for a contiguous input
+    layout = _Layout(x, impl == "fast")
+    x3 = layout.view(x)  # (N, C, L), or (N, L/r, r*C) for channels-last: views
     w = None if weight is None else weight.astype(x.dtype, copy=False)
     b = None if bias is None else bias.astype(x.dtype, copy=False)
     cache = {
-        "impl": impl, "training": training, "x_shape": x.shape, "w": w,
+        "impl": impl, "training": training, "x_shape": x.shape, "w": w, "layout": layout,
         "weight_dtype": None if weight is None else weight.dtype,
         "bias_dtype": None if bias is None else bias.dtype,
     }
@@ -96,14 +151,14 @@ def batch_norm_forward(
         )
     elif training:
         out3, cache["mean"], cache["inv_std"] = _forward_train_fast(
-            x3, running_mean, running_var, w, b, momentum, eps
+            x3, layout, running_mean, running_var, w, b, momentum, eps
         )
         cache["x3"] = x3
     else:
         out3, cache["x3"], cache["mean"], cache["inv_std"] = _forward_eval_fast(
-            x3, running_mean, running_var, w, b, eps
+            x3, layout, running_mean, running_var, w, b, eps
         )
-    return out3.reshape(x.shape), cache
+    return layout.restore(out3), cache
 
 
 def _forward_naive(x3, running_mean, running_var, w, b, training, momentum, eps):
@@ -142,7 +197,7 @@ def _forward_naive(x3, running_mean, running_var, w, b, training, momentum, eps)
     return out3, xhat3, inv_stds
 
 
-def _forward_train_fast(x3, running_mean, running_var, w, b, momentum, eps):
+def _forward_train_fast(x3, layout, running_mean, running_var, w, b, momentum, eps):
     """Batch statistics from per-chunk ``einsum`` sums, then ``y = (x − μ) · γ/σ + β``.
 
     Technique: three passes over batch chunks (``_parallel.batch_parts``; on the thread
@@ -150,40 +205,42 @@ def _forward_train_fast(x3, running_mean, running_var, w, b, momentum, eps):
     Σ(x − μ)² while in cache; then ``y`` from x again. The partial sums are added in chunk
     order, so the result does not depend on which thread ran which chunk. Nothing of
     the input's size is kept beyond the output: the backward pass recomputes ``x − μ``.
-    Returns ``(out, mean, inv_std)``.
+    ``layout``: how ``x3`` holds the channels (:class:`_Layout`). Returns
+    ``(out, mean, inv_std)``.
     """
     xp = get_xp(x3)
-    channels = x3.shape[1]
-    m = x3.shape[0] * x3.shape[2]
+    m = x3.size // layout.channels
     parts, slots = _parallel.batch_parts(xp, x3, _CHUNK_BYTES, _PARALLEL_MIN_ELEMENTS)
-    sums = xp.empty((len(parts), channels), x3.dtype)  # per-chunk sums, (chunks, C)
+    sums = xp.empty((len(parts), layout.width()), x3.dtype)  # per-chunk partial sums
     out = xp.empty_like(x3)
 
     def total(i, _slot):
-        xp.einsum("ncl->c", x3[parts[i]], out=sums[i])
+        layout.total(x3[parts[i]], None, out=sums[i])
 
     def centre(i, _slot):
         xc = out[parts[i]]  # x − μ, scratch in the output's chunk
-        xp.subtract(x3[parts[i]], mean[:, None], out=xc)
-        xp.einsum("ncl,ncl->c", xc, xc, out=sums[i])
+        xp.subtract(x3[parts[i]], mean_v, out=xc)
+        layout.total(xc, xc, out=sums[i])
 
     _parallel.run_chunks(total, len(parts), slots, blas=False)
-    mean = _add_rows(sums) / m  # (C,)
+    mean = layout.fold(_add_rows(sums)) / m  # (C,)
+    mean_v = layout.vec(mean)
     _parallel.run_chunks(centre, len(parts), slots, blas=False)
-    var = _add_rows(sums) / m  # biased
+    var = layout.fold(_add_rows(sums)) / m  # biased
     inv_std = 1 / xp.sqrt(var + eps)  # (C,)
     running_mean *= 1 - momentum
     running_mean += momentum * mean
     running_var *= 1 - momentum
     running_var += (momentum * m / (m - 1)) * var
-    scale = (inv_std if w is None else inv_std * w)[:, None]
+    scale = layout.vec(inv_std if w is None else inv_std * w)
+    shift = None if b is None else layout.vec(b)
 
     def affine(i, _slot):
         y = out[parts[i]]
-        xp.subtract(x3[parts[i]], mean[:, None], out=y)
+        xp.subtract(x3[parts[i]], mean_v, out=y)
         y *= scale
-        if b is not None:
-            y += b[:, None]
+        if shift is not None:
+            y += shift
 
     _parallel.run_chunks(affine, len(parts), slots, blas=False)
     return out, mean, inv_std
@@ -197,21 +254,22 @@ def _add_rows(parts):
     return total
 
 
-def _forward_eval_fast(x3, running_mean, running_var, w, b, eps):
+def _forward_eval_fast(x3, layout, running_mean, running_var, w, b, eps):
     """Fixed per-channel affine map ``x · scale + shift`` folded from the running statistics,
     over batch chunks (two in-cache passes each; on the thread pool when large)."""
     xp = get_xp(x3)
     mean = running_mean.astype(x3.dtype)  # (C,), copied: the cache must not follow later updates
     inv_std = 1 / xp.sqrt(running_var.astype(x3.dtype) + eps)
     scale = inv_std if w is None else inv_std * w
-    shift = -mean * scale if b is None else b - mean * scale
+    shift = layout.vec(-mean * scale if b is None else b - mean * scale)
+    scale = layout.vec(scale)
     out = xp.empty_like(x3)
     parts, slots = _parallel.batch_parts(xp, x3, _CHUNK_BYTES, _PARALLEL_MIN_ELEMENTS)
 
     def affine(i, _slot):
         part = parts[i]
-        xp.multiply(x3[part], scale[:, None], out=out[part])
-        xp.add(out[part], shift[:, None], out=out[part])
+        xp.multiply(x3[part], scale, out=out[part])
+        xp.add(out[part], shift, out=out[part])
 
     _parallel.run_chunks(affine, len(parts), slots, blas=False)
     return out, x3, mean, inv_std
@@ -235,7 +293,8 @@ def batch_norm_backward(dout: Any, cache: dict) -> tuple[Any, Any | None, Any | 
     """
     x_shape = cache["x_shape"]
     dout = check_dout(dout, x_shape, "batch_norm_backward")
-    dout3 = dout.reshape(x_shape[0], x_shape[1], -1)  # (N, C, L)
+    layout = cache["layout"]
+    dout3 = layout.view(dout)  # as x3: a view when dout is stored like the input
     if cache["impl"] == "naive":
         dx3, dgamma, dbeta = _backward_naive(dout3, cache)
     elif cache["training"]:
@@ -244,7 +303,7 @@ def batch_norm_backward(dout: Any, cache: dict) -> tuple[Any, Any | None, Any | 
         dx3, dgamma, dbeta = _backward_eval_fast(dout3, cache)
     dw = None if cache["weight_dtype"] is None else dgamma.astype(cache["weight_dtype"], copy=False)
     db = None if cache["bias_dtype"] is None else dbeta.astype(cache["bias_dtype"], copy=False)
-    return dx3.reshape(x_shape), dw, db
+    return layout.restore(dx3), dw, db
 
 
 def _backward_naive(dout3, cache):
@@ -286,30 +345,31 @@ def _backward_train_fast(dout3, cache):
     """
     xp = get_xp(dout3)
     x3, mean, inv_std, w = cache["x3"], cache["mean"], cache["inv_std"], cache["w"]
-    channels = x3.shape[1]
-    m = x3.shape[0] * x3.shape[2]
+    layout = cache["layout"]
+    m = x3.size // layout.channels
+    mean_v = layout.vec(mean)
     parts, slots = _parallel.batch_parts(xp, x3, _CHUNK_BYTES, _PARALLEL_MIN_ELEMENTS)
-    sums = xp.empty((2, len(parts), channels), x3.dtype)  # Σdout, Σdout·(x − μ) per chunk
+    sums = xp.empty((2, len(parts), layout.width()), x3.dtype)  # Σdout, Σdout·(x − μ)
     dx = xp.empty_like(x3)
 
     def reduce(i, _slot):
         part = parts[i]
         xc = dx[part]  # x − μ, scratch in dx's chunk
-        xp.subtract(x3[part], mean[:, None], out=xc)
-        xp.einsum("ncl->c", dout3[part], out=sums[0, i])
-        xp.einsum("ncl,ncl->c", dout3[part], xc, out=sums[1, i])
+        xp.subtract(x3[part], mean_v, out=xc)
+        layout.total(dout3[part], None, out=sums[0, i])
+        layout.total(dout3[part], xc, out=sums[1, i])
 
     _parallel.run_chunks(reduce, len(parts), slots, blas=False)
-    dbeta = _add_rows(sums[0])  # (C,)
-    dgamma = _add_rows(sums[1]) * inv_std  # (C,)
-    centred = (dgamma * inv_std / m).astype(x3.dtype, copy=False)[:, None]
-    mean_dout = (dbeta / m)[:, None]
-    scale = (inv_std if w is None else inv_std * w)[:, None]
+    dbeta = layout.fold(_add_rows(sums[0]))  # (C,)
+    dgamma = layout.fold(_add_rows(sums[1])) * inv_std  # (C,)
+    centred = layout.vec((dgamma * inv_std / m).astype(x3.dtype, copy=False))
+    mean_dout = layout.vec(dbeta / m)
+    scale = layout.vec(inv_std if w is None else inv_std * w)
 
     def grad(i, _slot):
         part = parts[i]
         d = dx[part]
-        xp.subtract(x3[part], mean[:, None], out=d)
+        xp.subtract(x3[part], mean_v, out=d)
         d *= centred
         xp.subtract(dout3[part], d, out=d)
         d -= mean_dout
@@ -323,10 +383,12 @@ def _backward_eval_fast(dout3, cache):
     """Per-channel scaling of dout; x̂ rebuilt once for dγ."""
     xp = get_xp(dout3)
     x3, mean, inv_std, w = cache["x3"], cache["mean"], cache["inv_std"], cache["w"]
+    layout = cache["layout"]
     scale = inv_std if w is None else inv_std * w
-    dx = xp.multiply(dout3, scale[:, None], dtype=x3.dtype)
-    dbeta = xp.einsum("ncl->c", dout3)
+    dx = xp.multiply(dout3, layout.vec(scale), dtype=x3.dtype)
+    dbeta = layout.fold(layout.total(dout3, None, out=None))
     dgamma = None
     if w is not None:
-        dgamma = xp.einsum("ncl,ncl->c", dout3, x3 - mean[:, None]) * inv_std
+        centred = x3 - layout.vec(mean)
+        dgamma = layout.fold(layout.total(dout3, centred, out=None)) * inv_std
     return dx, dgamma, dbeta
