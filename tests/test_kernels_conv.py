@@ -18,6 +18,7 @@ from glasscnn.kernels import (
     conv2d_relu_backward,
     conv2d_relu_forward,
 )
+from glasscnn.kernels._common import pair
 
 IMPLS = ["naive", "fast"]
 
@@ -353,8 +354,8 @@ def test_fast_layouts_and_any_dout_layout(config, rng):
     _, _, stride, padding, dilation, _ = config
     out, cache = conv2d_forward(x, w, b, stride, padding, dilation)
     k_major = x.shape[0] == 1 or x.shape[0] * out[0, 0].size <= 2 * w.shape[0]  # NCHW output
-    strides = (stride, stride) if isinstance(stride, int) else tuple(stride)
-    rows = conv_module._rows_apply(w.shape, strides, out.shape[2:])  # channels-last output
+    rows = conv_module._rows_apply(w.shape, pair(stride, "stride", "test"),
+                                   out.shape[2:])  # channels-last output
     chwn = x.shape[1] < 8 and out.shape[3] <= conv_module.CHWN_MAX_WIDTH and not rows
     assert _nhwc_only(out) == (not k_major and (rows or (w.shape[0] >= 8 and not chwn)))
     dout = rng.standard_normal(out.shape)

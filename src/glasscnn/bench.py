@@ -33,6 +33,7 @@ from glasscnn.analysis import analyze
 from glasscnn.io import to_torch
 from glasscnn.kernels import _winograd
 from glasscnn.kernels import conv as conv_kernels
+from glasscnn.kernels._common import conv_output_size
 from glasscnn.kernels._parallel import ENV as THREADS_ENV
 from glasscnn.kernels._parallel import blas_core, blas_found, single_threaded
 from glasscnn.kernels._parallel import threads as kernel_threads
@@ -482,7 +483,8 @@ def _winograd_report(echo: Callable[[str], None], report: dict[str, Any]) -> Non
          f"({_winograd.MODE_ENV}={_winograd.mode}; best of 2, ms):")
     for key, (wino, gemm) in report["winograd"].items():
         x_shape, w_shape, padding = key[:3]
-        out_hw = tuple(x_shape[2 + a] + 2 * padding[a] - w_shape[2 + a] + 1 for a in (0, 1))
+        out_hw = tuple(conv_output_size(x_shape[2 + a], w_shape[2 + a], 1, padding[a])
+                       for a in (0, 1))  # Winograd layers: stride 1, no dilation
         path = "rows" if conv_kernels._rows_apply(w_shape, (1, 1), out_hw) else "im2col"
         echo(f"  x {'x'.join(map(str, x_shape))} w {'x'.join(map(str, w_shape))}: "
              f"winograd {wino * 1e3:.2f}, {path} {gemm * 1e3:.2f} -> "

@@ -520,8 +520,8 @@ def _forward_rows(x, weight, bias, padding, dilation, out_hw, relu=False):
     def chunk(i, slot):
         ch = chunks[i]
         nb = ch.stop - ch.start
-        x_pad = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding, x_pads[slot][:nb])
-        q = _width_windows(x_pad, kw, dilation[1], ow, bufs[slot])
+        q = _padded_width_windows(x[ch].transpose(0, 2, 3, 1), padding, kw, dilation[1], ow,
+                                  x_pads[slot][:nb], bufs[slot])
         dst = out[ch].transpose(0, 2, 3, 1).reshape(nb, positions, c_out)
         _row_products(q, w_rows, dilation[0], oh, dst, tmps[slot][:nb])
         rows = dst.reshape(nb * positions, c_out)
@@ -534,9 +534,11 @@ def _forward_rows(x, weight, bias, padding, dilation, out_hw, relu=False):
     return out
 
 
-def _width_windows(x_pad, kw, dilation_w, out_w, buf):
-    """Copy the kernel-width windows of padded NHWC ``x_pad`` (nb, H_pad, W_pad, C) into
-    ``buf``; return them as (nb, H_pad, W_out, kW*C), the last axis ordered (kW, C)."""
+def _padded_width_windows(x_nhwc, padding, kw, dilation_w, out_w, pad_buf, buf):
+    """Pad NHWC ``x_nhwc`` (nb, H, W, C) into ``pad_buf`` (its border zeroed by the caller),
+    copy the padded array's kernel-width windows into ``buf`` and return them as
+    (nb, H + 2P_h, W_out, kW*C), the last axis ordered (kW, C)."""
+    x_pad = _pad_nhwc(x_nhwc, *padding, pad_buf)
     nb, h_pad, _, c = x_pad.shape
     s_n, s_h, s_w, s_c = x_pad.strides
     q = _copy_windows(x_pad, (nb, h_pad, out_w, kw, c),
@@ -564,6 +566,14 @@ def _add_bias_rows(rows, bias):
     rep = math.gcd(r, max(1, BIAS_RUN // c))
     runs = rows.reshape(r // rep, rep * c)
     get_xp(rows).add(runs, get_xp(bias).tile(bias, rep), out=runs)
+
+
+def _relu_masked(dout, y, mask, out):
+    """ReLU's backward on a chunk of a fused conv + ReLU: ``out = dout · [y > 0]``, with
+    ``mask`` as bool scratch; all four of one shape. Returns ``out``."""
+    xp = get_xp(dout)
+    xp.greater(y, 0, out=mask)
+    return xp.multiply(dout, mask, out=out)
 
 
 def _gemm(xp, a, b, out, inner=False):
@@ -739,10 +749,9 @@ def _backward_chwn(dout, x, weight, stride, padding, dilation, need_dx, has_bias
         d = d_bufs[slot][:size].reshape(c_out, oh, ow, nb)
         if relu_out is None:
             xp.copyto(d, dout[ch].transpose(1, 2, 3, 0))
-        else:  # ReLU's backward on the chunk: dout · [y > 0]
-            mask = masks[slot][:size].reshape(d.shape)
-            xp.greater(relu_out[ch].transpose(1, 2, 3, 0), 0, out=mask)
-            xp.multiply(dout[ch].transpose(1, 2, 3, 0), mask, out=d)
+        else:
+            _relu_masked(dout[ch].transpose(1, 2, 3, 0), relu_out[ch].transpose(1, 2, 3, 0),
+                         masks[slot][:size].reshape(d.shape), d)
         d_mat = d.reshape(c_out, cols.shape[1])  # (C_out, H_out*W_out*nb)
         if has_bias:  # db[co] = Σ dout[., co, ., .], as a GEMV
             xp.matmul(ones[:cols.shape[1]], d_mat.T, out=db_parts[i])
@@ -832,10 +841,8 @@ def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has
         else:  # cols (nb*P, K), K ordered (kH, kW, C_in)
             x_nhwc = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding, x_pads[slot][:nb])
             cols = _im2col(x_nhwc, (kh, kw), stride, dilation, out_hw, bufs[slot]).T
-        if relu_out is not None:  # ReLU's backward on the chunk: dout · [y > 0]
-            d_nhwc = d_bufs[slot][:nb]
-            xp.greater(y_nhwc[ch], 0, out=masks[slot][:nb])
-            xp.multiply(dout_nhwc[ch], masks[slot][:nb], out=d_nhwc)
+        if relu_out is not None:
+            d_nhwc = _relu_masked(dout_nhwc[ch], y_nhwc[ch], masks[slot][:nb], d_bufs[slot][:nb])
             d_rows = d_nhwc.reshape(nb * positions, c_out)
         elif d_bufs is None:  # channels-last dout: its rows are a view
             d_nhwc = dout_nhwc[ch]
@@ -926,12 +933,11 @@ def _backward_rows(dout, x, weight, padding, dilation, need_dx, has_bias, relu_o
     def chunk(i, slot):
         ch = chunks[i]
         nb = ch.stop - ch.start
-        x_pad = _pad_nhwc(x[ch].transpose(0, 2, 3, 1), *padding, x_pads[slot][:nb])
-        q = _width_windows(x_pad, kw, dilation[1], ow, bufs[slot])
+        q = _padded_width_windows(x[ch].transpose(0, 2, 3, 1), padding, kw, dilation[1], ow,
+                                  x_pads[slot][:nb], bufs[slot])
         d_nhwc = dout_nhwc[ch]
-        if relu_out is not None:  # ReLU's backward on the chunk: dout · [y > 0]
-            xp.greater(y_nhwc[ch], 0, out=masks[slot][:nb])
-            d_nhwc = xp.multiply(d_nhwc, masks[slot][:nb], out=d_bufs[slot][:nb])
+        if relu_out is not None:
+            d_nhwc = _relu_masked(d_nhwc, y_nhwc[ch], masks[slot][:nb], d_bufs[slot][:nb])
         elif d_bufs is not None:  # NCHW dout: one copy to channels-last
             d_nhwc = d_bufs[slot][:nb]
             xp.copyto(d_nhwc, dout_nhwc[ch])
@@ -944,8 +950,8 @@ def _backward_rows(dout, x, weight, padding, dilation, need_dx, has_bias, relu_o
             xp.matmul(rows.transpose(0, 2, 1), d, out=dw_images[slot][:nb])
             xp.sum(dw_images[slot][:nb], axis=0, out=dw_parts[i, p])
         if need_dx:
-            d_pad = _pad_nhwc(d_nhwc, *pad_d, d_pads[slot][:nb])
-            q_d = _width_windows(d_pad, kw, dilation[1], w, bufs[slot])
+            q_d = _padded_width_windows(d_nhwc, pad_d, kw, dilation[1], w, d_pads[slot][:nb],
+                                        bufs[slot])
             dst = dx[ch].transpose(0, 2, 3, 1).reshape(nb, h * w, c_in)
             _row_products(q_d, w_flip, dilation[0], h, dst, dx_tmps[slot][:nb])
 
