@@ -53,6 +53,8 @@ CONFIGS = [
     ((2, 8, 6, 6), (8, 8, 2, 2), 1, 2, 1, True),  # kernel rows forward, dout border cropped
     ((1, 8, 7, 6), (8, 8, 3, 3), 1, 1, 1, True),  # batch 1: K-major forward, rows backward
     ((2, 3, 7, 9), (8, 3, 3, 3), 1, 1, 1, True),  # few input channels: rows forward, dW
+    ((1, 3, 8, 11), (5, 3, 3, 2), (1, 2), 1, (2, 1), True),  # batch 1: two-copy K-major
+    ((2, 4, 9, 7), (48, 4, 2, 3), 1, (0, 1), (1, 2), False),  # the same, few positions
 ]
 IDS = [
     f"x{'x'.join(map(str, xs))}-w{'x'.join(map(str, ws))}-s{s}-p{p}-d{d}-{'b' if b else 'nob'}"
@@ -316,6 +318,28 @@ def test_kernel_rows_layers_take_that_path(config, expected, monkeypatch, rng):
 ])
 def test_rows_apply_to_small_stride_one_layers(weight_shape, stride, out_hw, need_dx, rows):
     assert conv_module._rows_apply(weight_shape, stride, out_hw, need_dx) == rows
+
+
+@pytest.mark.parametrize(("x_shape", "kernel", "stride_w", "dilation"), [
+    ((1, 5, 9, 8), (3, 3), 1, (1, 1)),
+    ((3, 2, 10, 12), (2, 3), 2, (1, 1)),
+    ((2, 3, 11, 9), (3, 2), 1, (2, 3)),
+    ((1, 4, 7, 16), (5, 1), 3, (1, 1)),
+])
+def test_k_major_im2col_in_two_copies_equals_one_copy(x_shape, kernel, stride_w, dilation,
+                                                      rng):
+    x_pad = rng.standard_normal(x_shape)
+    n, c, h, w = x_shape
+    out_hw = (h - dilation[0] * (kernel[0] - 1),
+              (w - dilation[1] * (kernel[1] - 1) - 1) // stride_w + 1)
+    s_n, s_c, s_h, s_w = x_pad.strides
+    windows = np.lib.stride_tricks.as_strided(  # (C, kH, kW, N, H_out, W_out)
+        x_pad, (c, *kernel, n, *out_hw),
+        (s_c, dilation[0] * s_h, dilation[1] * s_w, s_n, s_h, stride_w * s_w))
+    expected = windows.reshape(c * kernel[0] * kernel[1], -1)
+    buf = np.empty(expected.size)
+    got = conv_module._k_major_two_copies(x_pad, kernel, stride_w, dilation, out_hw, buf)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_chunks_bound_the_buffer_and_cover_the_batch():
