@@ -18,7 +18,7 @@ from glasscnn.kernels import (
     conv2d_relu_backward,
     conv2d_relu_forward,
 )
-from glasscnn.kernels._common import pair
+from glasscnn.kernels._common import channels_last, pair
 
 IMPLS = ["naive", "fast"]
 
@@ -362,7 +362,7 @@ def test_chunk_count_is_a_multiple_of_the_threads(n, min_images):
 
 def _nhwc_only(a):
     """Stored channels-last and not also NCHW-contiguous (as with one channel)."""
-    return conv_module.channels_last(a) and not a.flags.c_contiguous
+    return channels_last(a) and not a.flags.c_contiguous
 
 
 def _channels_last_copy(a):

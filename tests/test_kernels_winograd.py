@@ -15,7 +15,7 @@ from glasscnn.kernels import (
     conv2d_relu_backward,
     conv2d_relu_forward,
 )
-from glasscnn.kernels.conv import channels_last
+from glasscnn.kernels._common import channels_last
 
 # (x shape, weight shape, padding, bias): 3×3 and 5×5, padding 0-2 and per-axis pairs, odd
 # and non-square outputs (a last tile half outside), one channel; batch 1 (which the conv

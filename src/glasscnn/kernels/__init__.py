@@ -5,7 +5,7 @@ The gradients come back as a tuple, one entry per differentiable array argument 
 argument order (``None`` for an absent bias).
 """
 
-from glasscnn.kernels._common import conv_output_size
+from glasscnn.kernels._common import channels_last, conv_output_size
 from glasscnn.kernels.activations import (
     relu_backward,
     relu_forward,
@@ -49,6 +49,7 @@ __all__ = [
     "avg_pool2d_forward",
     "batch_norm_backward",
     "batch_norm_forward",
+    "channels_last",
     "conv2d_backward",
     "conv2d_forward",
     "conv2d_relu_backward",

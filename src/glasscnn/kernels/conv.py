@@ -19,6 +19,7 @@ from glasscnn.kernels._common import (
     conv_output_size,
     get_xp,
     pair,
+    run_repeats,
 )
 from glasscnn.kernels.activations import relu_backward, relu_forward
 
@@ -55,9 +56,6 @@ ROW_GEMMS = True
 ROW_MIN_OUT_CHANNELS = 6
 ROW_MAX_CHANNELS = 64
 ROW_MIN_POSITIONS = 36
-# a bias is added to channels-last rows repeated to runs of about this many floats: NumPy's
-# add loops over rows of C_out otherwise (measured 2x slower at 16 channels)
-BIAS_RUN = 256
 
 
 def conv2d_forward(
@@ -451,7 +449,7 @@ def _forward_im2col(x, weight, bias, stride, padding, dilation, out_hw, relu=Fal
     Channels-last im2col, or K-major (NCHW) with fewer than ``K_MAJOR_CHANNELS`` input
     channels. From ``K_MAJOR_CHANNELS`` output channels on, each chunk's GEMM writes its
     rows of a channels-last output in place, and the result is that buffer seen as
-    (N, C_out, H_out, W_out) (see :func:`channels_last`); with fewer, the output is NCHW.
+    (N, C_out, H_out, W_out) (see ``kernels.channels_last``); with fewer, the output is NCHW.
     The chunks run on the kernels' thread pool (``_parallel``) where :func:`_slots` says
     so, each thread with its own buffers, allocated once per call. ``relu``: rectify each
     chunk's output in place while it is in cache.
@@ -583,19 +581,25 @@ def _row_products(q, w_rows, dilation_h, out_h, dst, tmp):
     row on views of the width windows ``q`` (nb, H_pad, W_out, K_row); ``dst`` and ``tmp``
     (nb, H_out*W_out, C_out); ``w_rows`` (kH, K_row, C_out)."""
     xp = get_xp(q)
-    nb, _, ow, k_row = q.shape
     for p in range(w_rows.shape[0]):
-        rows = q[:, p * dilation_h:p * dilation_h + out_h].reshape(nb, out_h * ow, k_row)
-        xp.matmul(rows, w_rows[p], out=tmp if p else dst)
+        xp.matmul(_kernel_row(q, p, dilation_h, out_h), w_rows[p], out=tmp if p else dst)
         if p:
             xp.add(dst, tmp, out=dst)
 
 
+def _kernel_row(q, p, dilation_h, out_h):
+    """The rows of the width windows ``q`` (nb, H_pad, W_out, K_row) that kernel row ``p``
+    multiplies, as (nb, H_out*W_out, K_row): rows p*D_h ... p*D_h + H_out - 1 (a view)."""
+    nb, _, ow, k_row = q.shape
+    return q[:, p * dilation_h:p * dilation_h + out_h].reshape(nb, out_h * ow, k_row)
+
+
 def _add_bias_rows(rows, bias):
     """``rows += bias`` for contiguous channels-last rows (R, C_out), the bias repeated to
-    runs of about ``BIAS_RUN`` floats, so that NumPy's add loops over long runs."""
+    runs of about ``RUN_FLOATS`` floats (``_common.run_repeats``), so that NumPy's add
+    loops over long runs."""
     r, c = rows.shape
-    rep = math.gcd(r, max(1, BIAS_RUN // c))
+    rep = run_repeats(r, c)
     runs = rows.reshape(r // rep, rep * c)
     get_xp(rows).add(runs, get_xp(bias).tile(bias, rep), out=runs)
 
@@ -622,16 +626,6 @@ def _empty_4d(xp, shape, dtype, cl):
         return xp.empty(shape, dtype=dtype)
     n, c, h, w = shape
     return xp.empty((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
-
-
-def channels_last(x: Any) -> bool:
-    """Whether a 4-D array (N, C, H, W) is stored channels-last (NHWC memory order).
-
-    The fast conv kernels return such arrays: the GEMM writes (N*H*W, C) rows, and the
-    array is that buffer transposed, a view; NumPy's elementwise ops keep the layout, and
-    the next conv reads it without a layout copy. The values are those of any NCHW array.
-    """
-    return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 def _pad_buffers(xp, x, padding, nb_max, slots, nchw):
@@ -978,7 +972,7 @@ def _backward_rows(dout, x, weight, padding, dilation, need_dx, has_bias, relu_o
             xp.matmul(ones[:nb * positions], d.reshape(nb * positions, c_out),
                       out=db_parts[i])
         for p in range(kh):  # dW_p = Σ_n Q_p[n]ᵀ @ d[n], (K_row, P) @ (P, C_out) per image
-            rows = q[:, p * dilation[0]:p * dilation[0] + oh].reshape(nb, positions, k_row)
+            rows = _kernel_row(q, p, dilation[0], oh)
             xp.matmul(rows.transpose(0, 2, 1), d, out=dw_images[slot][:nb])
             xp.sum(dw_images[slot][:nb], axis=0, out=dw_parts[i, p])
         if need_dx:

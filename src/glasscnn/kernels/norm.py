@@ -9,16 +9,21 @@ from typing import Any
 import numpy as np
 
 from glasscnn.kernels import _parallel
-from glasscnn.kernels._common import as_float_array, check_dout, check_impl, check_ndim, get_xp
+from glasscnn.kernels._common import (
+    as_float_array,
+    channels_last,
+    check_dout,
+    check_impl,
+    check_ndim,
+    get_xp,
+    run_repeats,
+)
 
 _LAYOUT = "(N, C), (N, C, L) or (N, C, H, W)"
 # fast kernels: batch chunks of about this size, each pass over a chunk in the 2 MiB L2
 _CHUNK_BYTES = 1 << 19
 # ... and on the kernels' thread pool from this many elements on
 _PARALLEL_MIN_ELEMENTS = 1 << 18
-# a channels-last input is read as runs of about this many floats, its per-channel vectors
-# repeated to match (NumPy's loops over runs of C floats are slow for few channels)
-_RUN = 256
 
 
 class _Layout:
@@ -29,11 +34,9 @@ class _Layout:
     def __init__(self, x: Any, fast: bool) -> None:
         c = x.shape[1]
         self.channels, self.shape = c, x.shape
-        stored_nhwc = x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
         self.rep = 0  # 0: (N, C, L)
-        if fast and stored_nhwc and not x.flags.c_contiguous:
-            length = x.shape[2] * x.shape[3]
-            self.rep = math.gcd(length, max(1, _RUN // c))
+        if fast and channels_last(x) and not x.flags.c_contiguous:
+            self.rep = run_repeats(x.shape[2] * x.shape[3], c)
         self.subscripts = "nlk" if self.rep else "ncl"
 
     def view(self, a: Any) -> Any:
