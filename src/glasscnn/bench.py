@@ -47,6 +47,9 @@ ENV = {
 }
 WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn", "epoch", "kernels",
              "memory")
+# untimed runs of each library before a step workload is timed: at least the calls in
+# which GLASSCNN_WINOGRAD=auto times Winograd against the GEMM path in turn
+WARMUP = max(2, 2 * _winograd.TRIALS)
 TARGETS = {"alexnet_b1": 0.8, "alexnet_b64": 1.2, "three_layer": 1.2, "vgg": 1.5,
            "lenet_bn": 1.8}
 
@@ -451,7 +454,7 @@ def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = 
             batch = 50 if name == "three_layer" else 128
             case = training_case(name, batch, torch)
         reps = repeat * 3 if name == "alexnet_b1" else repeat
-        ours, theirs = interleave(case.ours, case.theirs, reps)
+        ours, theirs = interleave(case.ours, case.theirs, reps, warmup=WARMUP)
         t = Timing(step_names[name], ours, theirs, case.flops)
         report["timings"].append(t)
         ratio = t.ratio()
@@ -480,13 +483,13 @@ def _winograd_report(echo: Callable[[str], None], report: dict[str, Any]) -> Non
         return
     echo("")
     echo(f"Winograd or GEMMs (im2col, or kernel rows), measured per layer "
-         f"({_winograd.MODE_ENV}={_winograd.mode}; best of 2, ms):")
+         f"({_winograd.MODE_ENV}={_winograd.mode}; best of {_winograd.TRIALS} calls, ms):")
     for key, (wino, gemm) in report["winograd"].items():
-        x_shape, w_shape, padding = key[:3]
+        direction, x_shape, w_shape, padding = key[:4]
         out_hw = tuple(conv_output_size(x_shape[2 + a], w_shape[2 + a], 1, padding[a])
                        for a in (0, 1))  # Winograd layers: stride 1, no dilation
         path = "rows" if conv_kernels._rows_apply(w_shape, (1, 1), out_hw) else "im2col"
-        echo(f"  x {'x'.join(map(str, x_shape))} w {'x'.join(map(str, w_shape))}: "
+        echo(f"  {direction:<8} x {'x'.join(map(str, x_shape))} w {'x'.join(map(str, w_shape))}: "
              f"winograd {wino * 1e3:.2f}, {path} {gemm * 1e3:.2f} -> "
              + ("winograd" if wino < gemm else path))
 
@@ -556,16 +559,18 @@ def _category(numpy_name: str, path: str, caller: str) -> str:
     In the conv kernels: everything col2im does to col2im (its GEMM included), other GEMMs
     to GEMM, copies and buffers (window copies, padding, the transposed conv's dout
     windows, layout changes of dout) to im2col, ufuncs (bias, fused ReLU, its mask) to
-    elementwise. In the Winograd kernel: its 16 or 36 products to GEMM, the tile gathering
-    and the three transforms (small GEMMs) to im2col, bias and ReLU to elementwise. Calls
+    elementwise. In the Winograd kernels: the 16 or 36 products to GEMM, the tile gathering,
+    the transforms (small GEMMs) and the copies of dout's tiles and of dx to im2col; bias,
+    ReLU, its mask and the overlap-add of dx's tiles to elementwise. Calls
     from linear.py and the thread pool's matmul: GEMM; pool.py: pooling; the optimizers:
     optimizer; other kernels: elementwise.
     """
     path = path.replace("\\", "/")
     if "/glasscnn/kernels/_winograd.py" in path:
-        if caller == "products":
+        if caller == "_products":
             return "GEMM"
-        return "elementwise" if numpy_name in ("add", "maximum") else "im2col"
+        elementwise = ("add", "maximum", "greater", "multiply")
+        return "elementwise" if numpy_name in elementwise else "im2col"
     if "/glasscnn/kernels/conv.py" in path:
         if caller == "_dx_col2im":
             return "col2im"

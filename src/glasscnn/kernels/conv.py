@@ -433,7 +433,7 @@ def _forward_fast(x, weight, bias, stride, padding, dilation, out_hw, relu=False
         return _forward_im2col(*args)
 
     if xp is np and _winograd.applies(weight.shape, stride, dilation, n, out_hw):
-        key = (x.shape, weight.shape, padding, x.dtype.str, bias is None, relu,
+        key = ("forward", x.shape, weight.shape, padding, x.dtype.str, bias is None, relu,
                _parallel.threads())
         return _winograd.select(key, lambda: _winograd.conv(x, weight, bias, padding, out_hw,
                                                            relu),
@@ -809,6 +809,22 @@ def _sum_parts(xp, parts):
 
 
 def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has_bias=False,
+                   relu_out=None):
+    """The fast conv backward: Winograd for the layers ``_winograd.applies`` admits, where
+    ``_winograd.select`` finds it faster than :func:`_backward_gemm` (timed per layer as in
+    the forward); else :func:`_backward_gemm`. Returns ``(dx or None, dW, db or None)``."""
+    args = (dout, x, weight, stride, padding, dilation, need_dx, has_bias, relu_out)
+    if get_xp(dout) is not np or not _winograd.applies(weight.shape, stride, dilation,
+                                                       x.shape[0], dout.shape[2:]):
+        return _backward_gemm(*args)
+    key = ("backward", x.shape, weight.shape, padding, x.dtype.str, need_dx, has_bias,
+           relu_out is None, _parallel.threads())
+    return _winograd.select(key, lambda: _winograd.backward(dout, x, weight, padding, need_dx,
+                                                            has_bias, relu_out),
+                            lambda: _backward_gemm(*args))
+
+
+def _backward_gemm(dout, x, weight, stride, padding, dilation, need_dx=True, has_bias=False,
                    relu_out=None):
     """dW: im2col + GEMM; dx: conv of dout with the flipped kernel, or col2im; db: row sums.
 
