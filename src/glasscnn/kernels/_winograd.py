@@ -318,7 +318,9 @@ def backward(dout: Any, x: Any, weight: Any, padding: tuple[int, int], need_dx: 
     v_bufs = per_slot((a2, size * per, c_in))  # V = Bᵀ d B, then dV
     delta_bufs = per_slot((a2, size * per, c_out))  # Δ = A δ Aᵀ
     e_bufs = per_slot((2, 2, size, th, tw, c_out))  # δ by tile position
-    masks = per_slot((2, 2, size, th, tw, c_out), bool) if relu_out is not None else None
+    if relu_out is not None:  # the masked dout of a chunk, and the mask, as NHWC
+        masked_bufs = per_slot((size, ho, wo, c_out))
+        masks = per_slot((size, ho, wo, c_out), bool)
     d_pads = per_slot((size, 2 * th, 2 * tw, c_out), zero=True) if not even else None
     dx_nhwc = np.empty((n, h, w, c_in), dtype) if need_dx else None
     u = None
@@ -343,9 +345,11 @@ def backward(dout: Any, x: Any, weight: Any, padding: tuple[int, int], need_dx: 
         e = e_bufs[slot][:, :, :nb]  # δ by position in the tile
         if relu_out is None:
             np.copyto(e, output_tiles(d_nhwc[ch], slot, nb))
-        else:  # δ = dout · [y > 0]
-            np.greater(output_tiles(y_nhwc[ch], slot, nb), 0, out=masks[slot][:, :, :nb])
-            np.multiply(output_tiles(d_nhwc[ch], slot, nb), masks[slot][:, :, :nb], out=e)
+        else:  # δ = dout · [y > 0], in dout's layout (long runs), then by tile position
+            masked = masked_bufs[slot][:nb]
+            np.greater(y_nhwc[ch], 0, out=masks[slot][:nb])
+            np.multiply(d_nhwc[ch], masks[slot][:nb], out=masked)
+            np.copyto(e, output_tiles(masked, slot, nb))
         if has_bias:  # db[co] = Σ δ[..., co], as a GEMV
             np.matmul(ones[:4 * rows], e.reshape(-1, c_out), out=db_parts[i])
         delta = delta_bufs[slot][:, :rows]
