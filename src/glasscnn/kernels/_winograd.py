@@ -318,6 +318,7 @@ def backward(dout: Any, x: Any, weight: Any, padding: tuple[int, int], need_dx: 
     v_bufs = per_slot((a2, size * per, c_in))  # V = Bᵀ d B, then dV
     delta_bufs = per_slot((a2, size * per, c_out))  # Δ = A δ Aᵀ
     e_bufs = per_slot((2, 2, size, th, tw, c_out))  # δ by tile position
+    masked_bufs = masks = None
     if relu_out is not None:  # the masked dout of a chunk, and the mask, as NHWC
         masked_bufs = per_slot((size, ho, wo, c_out))
         masks = per_slot((size, ho, wo, c_out), bool)
