@@ -105,9 +105,9 @@ def select(key: Any, winograd: Callable[[], Any], gemm: Callable[[], Any]) -> An
     timed; from then on the one with the best time runs. Timing real calls in turn costs
     no extra work and sees the network's own cache and heap state (the first call of a
     layer also pays for fresh pages, hence more than one trial). Which is faster depends
-    on the machine: on a Zen 5 with OpenBLAS's AVX2 kernels Winograd was 1.4× faster on
-    AlexNet's deep layers, on a Xeon with AVX-512 kernels and slow memory 2× slower on
-    VGG's (its input transform is memory-bound).
+    on the machine: on a Zen 5 with OpenBLAS's AVX2 kernels Winograd is 1.3-1.8× faster
+    on AlexNet's and VGG's deep layers; on a Xeon with AVX-512 kernels and slow memory it
+    was 2× slower on VGG's (before it ran in chunks: its input transform memory-bound).
 
     Args:
         key: hashable description of the call (direction, shapes, padding, dtype, bias,
