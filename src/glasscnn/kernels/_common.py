@@ -166,3 +166,19 @@ def check_dout(dout: Any, shape: tuple[int, ...], op: str) -> Any:
             f"{op}: dout must have the output's shape {tuple(shape)}, got shape {dout.shape}"
         )
     return dout
+
+
+def sum_parts(xp: ModuleType, parts: Any) -> Any:
+    """Sum per-chunk parts (their first axis) in chunk order, into the first part.
+
+    Args:
+        xp: the array namespace of ``parts``.
+        parts: (chunks, ...) array of partial sums, one per batch chunk.
+
+    Returns:
+        ``parts[0]``, now the total: the same bits whichever thread computed which chunk.
+    """
+    total = parts[0]
+    for part in parts[1:]:
+        xp.add(total, part, out=total)
+    return total

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from glasscnn.kernels import _parallel
+from glasscnn.kernels._common import sum_parts
 
 
 def transforms(r: int, points: tuple[float, ...]) -> tuple[Any, Any, Any]:
@@ -172,6 +173,18 @@ def _chunking(n: int, per: int, bytes_per_tile: int, slots: int) -> list[slice]:
     return [slice(starts[i], starts[i + 1]) for i in range(count)]
 
 
+def _per_slot(slots: int, shape: tuple[int, ...], dtype: Any, zero: bool = False) -> list[Any]:
+    """One buffer per thread of the pool, zeroed when ``zero`` (a padded input's border)."""
+    return [(np.zeros if zero else np.empty)(shape, dtype) for _ in range(slots)]
+
+
+def _filter_transform(w_t: Any, weight: Any) -> Any:
+    """U = G g Gᵀ of every filter pair as ((r+1)², C_out, C_in): one GEMM with the
+    Kronecker product ``w_t`` ((r+1)², r²) over the (C_out*C_in, r²) filters."""
+    c_out, c_in, r, _ = weight.shape
+    return np.matmul(w_t, weight.reshape(-1, r * r).T).reshape(-1, c_out, c_in)
+
+
 def _input_tiles(x_nhwc: Any, pad: Any, padding: tuple[int, int], r: int, th: int, tw: int,
                  in_t: Any, tile_buf: Any, v: Any) -> None:
     """V = Bᵀ d B of a chunk's tiles into ``v`` ((r+1)², nb*th*tw, C_in): ``x_nhwc`` (nb, H,
@@ -228,15 +241,14 @@ def conv(x: Any, weight: Any, bias: Any, padding: tuple[int, int],
     chunks = _chunking(n, per, a2 * max(c_in, c_out) * x.itemsize, slots)
     size = chunks[0].stop - chunks[0].start
     in_t, w_t, out_t = (t.astype(dtype) for t in KRON[r])
-    # U[k]ᵀ = (G g Gᵀ)[k] per filter pair, as ((r+1)², C_in, C_out)
-    u_t = np.matmul(w_t, weight.reshape(-1, r * r).T).reshape(a2, c_out, c_in).transpose(0, 2, 1)
+    u_t = _filter_transform(w_t, weight).transpose(0, 2, 1)  # U[k]ᵀ, (a², C_in, C_out)
     out_nhwc = np.empty((n, ho, wo, c_out), dtype)
     x_nhwc = x.transpose(0, 2, 3, 1)
-    pads = [np.zeros((size, 2 * th + r - 1, 2 * tw + r - 1, c_in), dtype) for _ in range(slots)]
-    tile_bufs = [np.empty((a2, size * per * c_in), dtype) for _ in range(slots)]
-    v_bufs = [np.empty((a2, size * per, c_in), dtype) for _ in range(slots)]
-    m_bufs = [np.empty((a2, size * per, c_out), dtype) for _ in range(slots)]
-    y_bufs = [np.empty((4, size * per * c_out), dtype) for _ in range(slots)]
+    pads = _per_slot(slots, (size, 2 * th + r - 1, 2 * tw + r - 1, c_in), dtype, zero=True)
+    tile_bufs = _per_slot(slots, (a2, size * per * c_in), dtype)
+    v_bufs = _per_slot(slots, (a2, size * per, c_in), dtype)
+    m_bufs = _per_slot(slots, (a2, size * per, c_out), dtype)
+    y_bufs = _per_slot(slots, (4, size * per * c_out), dtype)
     even = ho % 2 == 0 and wo % 2 == 0
 
     def chunk(i: int, slot: int) -> None:
@@ -308,25 +320,19 @@ def backward(dout: Any, x: Any, weight: Any, padding: tuple[int, int], need_dx: 
     x_nhwc, d_nhwc = x.transpose(0, 2, 3, 1), dout.transpose(0, 2, 3, 1)
     y_nhwc = None if relu_out is None else relu_out.transpose(0, 2, 3, 1)
     even = ho % 2 == 0 and wo % 2 == 0
-    (ph, pw), pad_hw = padding, (2 * th + r - 1, 2 * tw + r - 1)
-
-    def per_slot(shape: tuple[int, ...], kind: Any = dtype, zero: bool = False) -> list[Any]:
-        return [(np.zeros if zero else np.empty)(shape, kind) for _ in range(slots)]
-
-    pads = per_slot((size, *pad_hw, c_in), zero=True)
-    tile_bufs = per_slot((a2, size * per * c_in))  # gathered tiles, then B dV Bᵀ
-    v_bufs = per_slot((a2, size * per, c_in))  # V = Bᵀ d B, then dV
-    delta_bufs = per_slot((a2, size * per, c_out))  # Δ = A δ Aᵀ
-    e_bufs = per_slot((2, 2, size, th, tw, c_out))  # δ by tile position
+    ph, pw = padding
+    pads = _per_slot(slots, (size, 2 * th + r - 1, 2 * tw + r - 1, c_in), dtype, zero=True)
+    tile_bufs = _per_slot(slots, (a2, size * per * c_in), dtype)  # tiles, then B dV Bᵀ
+    v_bufs = _per_slot(slots, (a2, size * per, c_in), dtype)  # V = Bᵀ d B, then dV
+    delta_bufs = _per_slot(slots, (a2, size * per, c_out), dtype)  # Δ = A δ Aᵀ
+    e_bufs = _per_slot(slots, (2, 2, size, th, tw, c_out), dtype)  # δ by tile position
     masked_bufs = masks = None
     if relu_out is not None:  # the masked dout of a chunk, and the mask, as NHWC
-        masked_bufs = per_slot((size, ho, wo, c_out))
-        masks = per_slot((size, ho, wo, c_out), bool)
-    d_pads = per_slot((size, 2 * th, 2 * tw, c_out), zero=True) if not even else None
+        masked_bufs = _per_slot(slots, (size, ho, wo, c_out), dtype)
+        masks = _per_slot(slots, (size, ho, wo, c_out), bool)
+    d_pads = None if even else _per_slot(slots, (size, 2 * th, 2 * tw, c_out), dtype, zero=True)
     dx_nhwc = np.empty((n, h, w, c_in), dtype) if need_dx else None
-    u = None
-    if need_dx:  # U = G g Gᵀ, (a², C_out, C_in)
-        u = np.matmul(w_t, weight.reshape(-1, r * r).T).reshape(a2, c_out, c_in)
+    u = _filter_transform(w_t, weight) if need_dx else None  # U, (a², C_out, C_in)
 
     def output_tiles(a_nhwc: Any, slot: int, nb: int) -> Any:
         """(2, 2, nb, th, tw, C_out) view of a chunk's (nb, H_out, W_out, C_out) array, an
@@ -381,14 +387,7 @@ def backward(dout: Any, x: Any, weight: Any, padding: tuple[int, int], need_dx: 
         pad[:, :, pw + w:] = 0
 
     _parallel.run_chunks(chunk, len(chunks), slots)
-    du = du_parts[0]
-    for part in du_parts[1:]:
-        du += part
-    dw = np.matmul(w_t.T, du.reshape(a2, -1))  # Gᵀ dU G, (r², C_out*C_in)
+    dw = np.matmul(w_t.T, sum_parts(np, du_parts).reshape(a2, -1))  # Gᵀ dU G, (r², C_out*C_in)
     dw = np.ascontiguousarray(dw.reshape(r, r, c_out, c_in).transpose(2, 3, 0, 1))
-    db = None
-    if has_bias:
-        db = db_parts[0].copy()
-        for part in db_parts[1:]:
-            db += part
+    db = sum_parts(np, db_parts) if has_bias else None
     return (None if dx_nhwc is None else dx_nhwc.transpose(0, 3, 1, 2)), dw, db

@@ -20,6 +20,7 @@ from glasscnn.kernels._common import (
     get_xp,
     pair,
     run_repeats,
+    sum_parts,
 )
 from glasscnn.kernels.activations import relu_backward, relu_forward
 
@@ -795,17 +796,9 @@ def _backward_chwn(dout, x, weight, stride, padding, dilation, need_dx, has_bias
                                  padding[1]:padding[1] + w].transpose(3, 0, 1, 2))
 
     _parallel.run_chunks(chunk, len(chunks), slots)
-    dw = _sum_parts(xp, dw_parts).T.reshape(c_out, c_in, kh, kw)
-    db = _sum_parts(xp, db_parts) if has_bias else None
+    dw = sum_parts(xp, dw_parts).T.reshape(c_out, c_in, kh, kw)
+    db = sum_parts(xp, db_parts) if has_bias else None
     return dx, xp.ascontiguousarray(dw), db
-
-
-def _sum_parts(xp, parts):
-    """Sum the per-chunk parts (first axis) in chunk order, into the first (reproducible)."""
-    total = parts[0]
-    for part in parts[1:]:
-        xp.add(total, part, out=total)
-    return total
 
 
 def _backward_fast(dout, x, weight, stride, padding, dilation, need_dx=True, has_bias=False,
@@ -911,12 +904,12 @@ def _backward_gemm(dout, x, weight, stride, padding, dilation, need_dx=True, has
                                      padding[1]:padding[1] + w].transpose(0, 3, 1, 2))
 
     _parallel.run_chunks(chunk, len(chunks), slots)
-    dw_mat = _sum_parts(xp, dw_parts)
+    dw_mat = sum_parts(xp, dw_parts)
     if nchw:
         dw = dw_mat.T.reshape(c_out, c_in, kh, kw)
     else:
         dw = dw_mat.reshape(kh, kw, c_in, c_out).transpose(3, 2, 0, 1)
-    db = _sum_parts(xp, db_parts) if has_bias else None
+    db = sum_parts(xp, db_parts) if has_bias else None
     return dx, xp.ascontiguousarray(dw), db
 
 
@@ -998,8 +991,8 @@ def _backward_rows(dout, x, weight, padding, dilation, need_dx, has_bias, relu_o
             _row_products(q_d, w_flip, dilation[0], h, dst, dx_tmps[slot][:nb])
 
     _parallel.run_chunks(chunk, len(chunks), slots)
-    dw = _sum_parts(xp, dw_parts).reshape(kh, kw, c_in, c_out).transpose(3, 2, 0, 1)
-    db = _sum_parts(xp, db_parts) if has_bias else None
+    dw = sum_parts(xp, dw_parts).reshape(kh, kw, c_in, c_out).transpose(3, 2, 0, 1)
+    db = sum_parts(xp, db_parts) if has_bias else None
     return dx, xp.ascontiguousarray(dw), db
 
 
