@@ -20,6 +20,7 @@ import numpy as np
 
 from glasscnn.data.download import atomic_folder
 from glasscnn.data.safe_pickle import load_pickle
+from glasscnn.io.errors import CheckpointError, file_errors, inflation_limit
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck")
@@ -46,7 +47,7 @@ _VALUES = 3 * 32 * 32
 
 def _as_str_keys(obj: Any, where: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a pickled dict, found {type(obj).__name__}")
+        raise CheckpointError(f"{where}: expected a pickled dict, found {type(obj).__name__}")
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
 
 
@@ -66,19 +67,21 @@ def parse_batch(obj: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
             or data.shape[1] != _VALUES:
         shape = getattr(data, "shape", None)
         dtype = getattr(data, "dtype", type(data).__name__)
-        raise ValueError(
+        raise CheckpointError(
             f"{where}: 'data' must be an (N, 3072) uint8 array, found {dtype} shape {shape}"
         )
     try:
         labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: 'labels' must be a list of ints") from None
+    except (TypeError, ValueError, OverflowError):
+        raise CheckpointError(f"{where}: 'labels' must be a list of ints") from None
     if labels.shape != (data.shape[0],):
-        raise ValueError(
+        raise CheckpointError(
             f"{where}: {data.shape[0]} images but 'labels' has shape {labels.shape}"
         )
     if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
-        raise ValueError(f"{where}: labels outside 0..9 (min {labels.min()}, max {labels.max()})")
+        raise CheckpointError(
+            f"{where}: labels outside 0..9 (min {labels.min()}, max {labels.max()})"
+        )
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -86,7 +89,7 @@ def parse_meta(obj: Any, where: str) -> tuple[str, ...]:
     """Read the class names from an unpickled ``batches.meta`` dict (key ``label_names``)."""
     names = _as_str_keys(obj, where).get("label_names")
     if not isinstance(names, list) or len(names) != len(CLASSES):
-        raise ValueError(f"{where}: 'label_names' must be a list of {len(CLASSES)} names")
+        raise CheckpointError(f"{where}: 'label_names' must be a list of {len(CLASSES)} names")
     return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)
 
 
@@ -110,17 +113,24 @@ def read_batches_folder(
     Returns:
         images (N, 3, 32, 32) uint8 — N = 50000 for train, 10000 for test — labels (N,)
         int64, and the class names from ``batches.meta`` (the standard ones if it is absent).
+
+    Raises:
+        FileNotFoundError: a batch is missing.
+        CheckpointError (a ValueError): a batch is unsafe, truncated, corrupt or not a
+            CIFAR-10 batch; names the file.
     """
     folder = Path(folder)
-    parts = []
-    for name in _check_split(split):
-        with (folder / name).open("rb") as f:
-            parts.append(parse_batch(load_pickle(f, str(folder / name)), str(folder / name)))
+    parts = [parse_batch(_read_pickle(folder / name), str(folder / name))
+             for name in _check_split(split)]
     classes = CLASSES
     if (folder / META).is_file():
-        with (folder / META).open("rb") as f:
-            classes = parse_meta(load_pickle(f, str(folder / META)), str(folder / META))
+        classes = parse_meta(_read_pickle(folder / META), str(folder / META))
     return (*_join(parts), classes)
+
+
+def _read_pickle(path: Path) -> Any:
+    with file_errors(path, "CIFAR-10 batch"), path.open("rb") as f:
+        return load_pickle(f, str(path), limit=os.fstat(f.fileno()).st_size)
 
 
 def read_archive(
@@ -132,28 +142,35 @@ def read_archive(
         As ``read_batches_folder``.
 
     Raises:
-        ValueError: the archive is truncated or corrupt or lacks a batch; names the file.
+        CheckpointError (a ValueError): the archive is truncated or corrupt or lacks a
+            batch; names the file.
     """
     path = Path(path)
     wanted = _check_split(split)
     found: dict[str, Any] = {}
+    with file_errors(path, "CIFAR-10 archive"):
+        limit = inflation_limit(path.stat().st_size)
+        _scan_archive(path, (*wanted, META), found, limit)
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        raise CheckpointError(f"{path}: archive has no {BATCHES_DIR}/{missing[0]}")
+    parts = [parse_batch(found[n], f"{path}:{BATCHES_DIR}/{n}") for n in wanted]
+    classes = parse_meta(found[META], f"{path}:{META}") if META in found else CLASSES
+    return (*_join(parts), classes)
+
+
+def _scan_archive(path: Path, names: tuple[str, ...], found: dict[str, Any], limit: int) -> None:
+    """Unpickle the members ``names`` of the batches folder in the archive into ``found``."""
     try:
         with tarfile.open(path, "r|gz") as tar:
             for member in tar:
                 name = member.name.removeprefix("./")
                 base = name.removeprefix(BATCHES_DIR + "/")
-                if name.startswith(BATCHES_DIR + "/") and base in (*wanted, META) \
-                        and member.isfile():
-                    found[base] = load_pickle(tar.extractfile(member), f"{path}:{name}")
+                if name.startswith(BATCHES_DIR + "/") and base in names and member.isfile():
+                    found[base] = load_pickle(tar.extractfile(member), f"{path}:{name}", limit)
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise ValueError(f"{path}: truncated or corrupt archive ({err or 'unexpected end'})") \
+        raise CheckpointError(f"{path}: truncated or corrupt archive ({err or 'unexpected end'})") \
             from None
-    missing = [n for n in wanted if n not in found]
-    if missing:
-        raise ValueError(f"{path}: archive has no {BATCHES_DIR}/{missing[0]}")
-    parts = [parse_batch(found[n], f"{path}:{BATCHES_DIR}/{n}") for n in wanted]
-    classes = parse_meta(found[META], f"{path}:{META}") if META in found else CLASSES
-    return (*_join(parts), classes)
 
 
 def extract_archive(
@@ -163,30 +180,39 @@ def extract_archive(
 
     Only regular files directly inside ``cifar-10-batches-py/`` are written (so no member
     can land outside ``dest``), into a temporary folder that is renamed into place once
-    every batch is present.
+    every batch is present. The files may together take at most 32 times the archive's
+    size (plus 1 MiB).
 
     Returns:
         The ``cifar-10-batches-py`` folder.
 
     Raises:
-        ValueError: the archive is truncated or corrupt or lacks a batch; names the file.
+        CheckpointError (a ValueError): the archive is truncated or corrupt, lacks a batch
+            or expands past that bound; names the file.
     """
     archive = Path(archive)
     target = Path(dest) / BATCHES_DIR
     wanted = {*SPLIT_FILES["train"], *SPLIT_FILES["test"]}
-    with atomic_folder(target) as tmp:
+    with file_errors(archive, "CIFAR-10 archive"), atomic_folder(target) as tmp:
+        limit, written = inflation_limit(archive.stat().st_size), 0
         try:
             with tarfile.open(archive, "r|gz") as tar:
                 for member in tar:
                     parent, _, base = member.name.removeprefix("./").rpartition("/")
                     if parent == BATCHES_DIR and member.isfile() and base not in ("", ".", ".."):
+                        written += member.size
+                        if written > limit:
+                            raise CheckpointError(
+                                f"{archive}: the batches would take more than {limit} bytes, "
+                                "more than the archive can hold (a compression bomb?)"
+                            )
                         with (tmp / base).open("wb") as out:
                             shutil.copyfileobj(tar.extractfile(member), out)
         except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as err:
-            raise ValueError(
+            raise CheckpointError(
                 f"{archive}: truncated or corrupt archive ({err or 'unexpected end'})"
             ) from None
         missing = sorted(wanted - {p.name for p in tmp.iterdir()})
         if missing:
-            raise ValueError(f"{archive}: archive has no {BATCHES_DIR}/{missing[0]}")
+            raise CheckpointError(f"{archive}: archive has no {BATCHES_DIR}/{missing[0]}")
     return target

@@ -26,6 +26,7 @@ from glasscnn.data.idx import idx_header, read_idx
 from glasscnn.data.images import read_image_folder
 from glasscnn.data.paths import data_dir
 from glasscnn.data.safe_pickle import load_pickle
+from glasscnn.io.errors import CheckpointError, file_errors, inflation_limit
 
 SPLITS = ("train", "test")
 IDX_FILES = {
@@ -265,28 +266,30 @@ def _read_idx_split(spec: Spec, folder: Path, split: str) -> tuple[np.ndarray, n
         raise FileNotFoundError(f"{spec.name}: {folder} lacks the {split} IDX files")
     images, labels = read_idx(image_path), read_idx(label_path)
     if images.dtype != np.uint8 or images.ndim != 3:
-        raise ValueError(f"{image_path}: expected (N, H, W) uint8 images, found "
-                         f"{images.dtype} shape {images.shape}")
+        raise CheckpointError(f"{image_path}: expected (N, H, W) uint8 images, found "
+                              f"{images.dtype} shape {images.shape}")
     if labels.dtype != np.uint8 or labels.shape != images.shape[:1]:
-        raise ValueError(f"{label_path}: expected {images.shape[0]} uint8 labels, found "
-                         f"{labels.dtype} shape {labels.shape}")
+        raise CheckpointError(f"{label_path}: expected {images.shape[0]} uint8 labels, found "
+                              f"{labels.dtype} shape {labels.shape}")
     if labels.size and labels.max() >= len(spec.classes):
-        raise ValueError(f"{label_path}: label {labels.max()} outside 0..{len(spec.classes) - 1}")
+        raise CheckpointError(
+            f"{label_path}: label {labels.max()} outside 0..{len(spec.classes) - 1}"
+        )
     return images[:, None], labels.astype(np.int64)
 
 
 def _pickle_part(part: object, where: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(part, tuple | list) or len(part) != 2:
-        raise ValueError(f"{where}: expected an (images, labels) pair")
+        raise CheckpointError(f"{where}: expected an (images, labels) pair")
     x, y = part
     if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2 \
             or x.shape[1] != 784:
-        raise ValueError(f"{where}: images must be an (N, 784) float32 array, found "
+        raise CheckpointError(f"{where}: images must be an (N, 784) float32 array, found "
                          f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
     if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != x.shape[:1]:
-        raise ValueError(f"{where}: labels must be an ({x.shape[0]},) integer array")
+        raise CheckpointError(f"{where}: labels must be an ({x.shape[0]},) integer array")
     if y.size and (y.min() < 0 or y.max() > 9):
-        raise ValueError(f"{where}: labels outside 0..9")
+        raise CheckpointError(f"{where}: labels outside 0..9")
     pixels = np.empty(x.shape, np.uint8)
     scaled = np.empty((_CONVERT_ROWS, x.shape[1]), np.float32)
     for i in range(0, x.shape[0], _CONVERT_ROWS):
@@ -295,7 +298,7 @@ def _pickle_part(part: object, where: str) -> tuple[np.ndarray, np.ndarray]:
         np.multiply(x[rows], np.float32(256), out=s)  # exact: k/256 → k
         np.copyto(pixels[rows], s, casting="unsafe")
         if not np.array_equal(pixels[rows], s):
-            raise ValueError(f"{where}: pixel values are not k/256 with k in 0..255, so they "
+            raise CheckpointError(f"{where}: pixel values are not k/256 with k in 0..255, so they "
                              "cannot be converted to uint8 exactly")
     return pixels.reshape(-1, 1, 28, 28), y.astype(np.int64)
 
@@ -308,15 +311,21 @@ def read_mnist_pickle(path: str | os.PathLike[str], split: str) -> tuple[np.ndar
 
     Returns:
         images (N, 1, 28, 28) uint8 and labels (N,) int64.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError (a ValueError): an unsafe, truncated or corrupt pickle, or one that
+            does not hold MNIST; names the file.
     """
     path = Path(path)
-    with path.open("rb") as raw:
+    with file_errors(path, "MNIST pickle"), path.open("rb") as raw:
+        size = os.fstat(raw.fileno()).st_size
         compressed = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
-        obj = load_pickle(stream, str(path))
+        obj = load_pickle(stream, str(path), inflation_limit(size) if compressed else size)
     if not isinstance(obj, tuple | list) or len(obj) != 3:
-        raise ValueError(f"{path}: expected a (train, valid, test) tuple, found "
+        raise CheckpointError(f"{path}: expected a (train, valid, test) tuple, found "
                          f"{type(obj).__name__}")
     if split == "test":
         return _pickle_part(obj[2], f"{path} (test)")

@@ -7,12 +7,13 @@ import hashlib
 import http.client
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+
+from glasscnn.io.atomic import create_temp_file, create_temp_folder
 
 Progress = Callable[[str, int, "int | None"], None]
 _CHUNK = 1 << 20
@@ -47,7 +48,9 @@ def download(
     The bytes go to a hidden ``.NAME.*.part`` file in ``dest``'s folder, which is renamed to
     ``dest`` only when the download is complete and its checksum matches; on any failure
     the partial file is removed (and the folder, if this call created it and it is empty),
-    so ``dest`` is either absent (or its old self) or whole.
+    so ``dest`` is either absent (or its old self) or whole. The file gets the permissions
+    the umask gives; a partial file that a killed download left is removed by the next
+    download of ``dest`` on this host.
 
     Args:
         url: http(s):// or file:// address.
@@ -66,10 +69,9 @@ def download(
     dest = Path(dest)
     new_folder = not dest.parent.exists()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
+    out, tmp = create_temp_file(dest, ".part")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with out:
             digest, done, total = _copy(url, out, timeout, dest.name, progress)
             out.flush()
             os.fsync(out.fileno())
@@ -120,17 +122,17 @@ def _copy(
 def atomic_folder(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a folder under a hidden temporary name; move it to ``dest`` only on success.
 
-    Yields the temporary folder to fill. On an exception it is removed and ``dest`` is left
-    as it was; on success an existing ``dest`` is replaced.
+    Yields the temporary folder to fill (made with the permissions the umask gives). On an
+    exception it is removed and ``dest`` is left as it was; on success an existing ``dest``
+    is replaced.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
+    tmp = create_temp_folder(dest, ".part")
     try:
         yield tmp
         if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old",
-                                        dir=dest.parent))
+            old = create_temp_folder(dest, ".old")
             os.replace(dest, old / dest.name)
             os.replace(tmp, dest)
             shutil.rmtree(old)

@@ -2,7 +2,9 @@
 
 ``load_state_dict(path)`` and ``save_state_dict(state_dict, path)`` choose the format by
 extension; ``load_into(model, path)`` fills a Module, with key remapping and a report of
-unmatched keys and shapes.
+unmatched keys and shapes. Every reader raises ``CheckpointError`` (a ``ValueError``, in
+``glasscnn.io.errors``) for a file it cannot read safely, and ``FileNotFoundError`` for a
+missing one.
 """
 
 from glasscnn.io.api import (
@@ -13,13 +15,12 @@ from glasscnn.io.api import (
     load_state_dict,
     save_state_dict,
 )
+from glasscnn.io.errors import CheckpointError, UnsafePickleError
 from glasscnn.io.mapping import MatchReport, match_report, remap_keys
 from glasscnn.io.npz import load_npz, save_npz
 from glasscnn.io.onnx_export import export_onnx
 from glasscnn.io.safetensors import load_safetensors, safetensors_metadata, save_safetensors
 from glasscnn.io.torch_pickle import (
-    CheckpointError,
-    UnsafePickleError,
     extract_state_dict,
     load_torch,
     read_torch_checkpoint,

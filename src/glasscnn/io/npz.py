@@ -10,39 +10,42 @@ from typing import Any
 
 import numpy as np
 
-from glasscnn.io.torch_pickle import CheckpointError
+from glasscnn.io.errors import CheckpointError, file_errors
+from glasscnn.io.ziparchive import ZipArchive
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a flat ``.npz`` of arrays with ``allow_pickle=False``.
+def load_npz(path: str | os.PathLike, verify_crc: bool = True) -> dict[str, np.ndarray]:
+    """Read a flat ``.npz`` of arrays, never unpickling anything.
+
+    Each member's ``.npy`` header is checked against the member's size before its array
+    is allocated, deflated members may expand to at most 32 times the file's size (plus
+    1 MiB), and each member's CRC-32 is verified.
 
     Args:
-        path: the file (as written by ``np.savez`` or ``save_npz``).
+        path: the file (as written by ``np.savez``, ``np.savez_compressed`` or ``save_npz``).
+        verify_crc: check every member's CRC-32 (about 1 s per GB).
 
     Returns:
-        ``{key: array}`` in the archive's order.
+        ``{key: array}`` in the archive's order (the key is the member name without
+        ``.npy``).
 
     Raises:
-        CheckpointError (a ValueError): not an npz, truncated or corrupt, or a member
-            holds Python objects (which would need pickle); the message names the file.
+        FileNotFoundError: no such file.
+        CheckpointError (a ValueError): not an npz, truncated or corrupt, a member that is
+            not an ``.npy`` array or holds Python objects (which would need pickle), or a
+            declared shape larger than the member; the message names the file.
     """
     path = Path(path)
-    errors = (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError)
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head[:2] != b"PK":
-        raise CheckpointError(f"{path}: not an .npz (zip) archive (starts with {head!r})")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except errors as exc:
-        raise CheckpointError(f"{path}: cannot read as .npz: {exc}") from exc
-    with archive:
-        try:
-            return {key: archive[key] for key in archive.files}
-        except errors as exc:
-            raise CheckpointError(
-                f"{path}: cannot read as .npz (truncated or corrupt?): {exc}"
-            ) from exc
+    with file_errors(path, ".npz archive"), ZipArchive(path, ".npz", verify_crc) as archive:
+        archive.require_zip()
+        out: dict[str, np.ndarray] = {}
+        for info in archive.infos:
+            if not info.filename.endswith(".npy"):
+                raise CheckpointError(
+                    f"{path}: member {info.filename} is not an .npy array; not an .npz of arrays"
+                )
+            out[info.filename[:-4]] = archive.read_npy(info)
+        return out
 
 
 def save_npz(state_dict: Mapping[str, Any], path: str | os.PathLike, compress: bool = False

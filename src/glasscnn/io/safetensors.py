@@ -10,7 +10,6 @@ mapping of strings to strings.
 from __future__ import annotations
 
 import json
-import math
 import os
 import struct
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from glasscnn.io.torch_pickle import CheckpointError
+from glasscnn.io.errors import CheckpointError, file_errors, shape_nbytes
 
 MAX_HEADER_BYTES = 100_000_000
 
@@ -52,12 +51,24 @@ def _read_header(fh: Any, path: Path, size: int) -> tuple[dict[str, Any], int]:
             f"{path}: safetensors header length {length} does not fit a {size}-byte file "
             "(truncated or not a safetensors file)"
         )
+    text = fh.read(length)
+    if len(text) != length:
+        raise CheckpointError(f"{path}: truncated safetensors header")
     try:
-        header = json.loads(fh.read(length).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: safetensors header is not valid JSON: {exc}") from exc
+        header = json.loads(text.decode("utf-8"))
+    except RecursionError:
+        raise CheckpointError(f"{path}: safetensors header is nested too deeply") from None
+    except ValueError as exc:
+        raise CheckpointError(
+            f"{path}: safetensors header is not valid JSON: {exc!s:.200}"
+        ) from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: safetensors header is not a JSON object")
+    metadata = header.get("__metadata__")
+    if metadata is not None and not (isinstance(metadata, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    )):
+        raise CheckpointError(f"{path}: safetensors __metadata__ must map strings to strings")
     return header, 8 + length
 
 
@@ -77,7 +88,12 @@ def _check_entry(path: Path, name: str, entry: Any) -> tuple[str, tuple[int, ...
         )
     shape = tuple(entry["shape"])
     begin, end = entry["data_offsets"]
-    nbytes = math.prod(shape) * _DTYPES[entry["dtype"]].itemsize
+    nbytes = shape_nbytes(shape, _DTYPES[entry["dtype"]].itemsize)
+    if nbytes is None:
+        raise CheckpointError(
+            f"{path}: safetensors entry {name!r} has shape {list(shape)!s:.200}, too large "
+            "for any array"
+        )
     if begin < 0 or end - begin != nbytes:
         raise CheckpointError(
             f"{path}: safetensors entry {name!r} ({entry['dtype']} {list(shape)}) needs "
@@ -140,9 +156,11 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
             if _read_exact(fh, array) != end - begin:
                 raise CheckpointError(f"{path}: truncated in tensor {name!r}")
             if code == "BF16":
-                array = (array.astype(np.uint32) << 16).view(np.float32)
+                wide = array.astype(np.uint32)
+                wide <<= 16
+                array = wide.view(np.float32)
             elif not array.dtype.isnative:
-                array = array.byteswap().view(array.dtype.newbyteorder("="))
+                array = array.byteswap(inplace=True).view(array.dtype.newbyteorder("="))
             out[name] = array
     return out
 
@@ -150,7 +168,7 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def safetensors_metadata(path: str | os.PathLike) -> dict[str, str] | None:
     """The ``__metadata__`` mapping of a ``.safetensors`` file (None when absent)."""
     path = Path(path)
-    with open(path, "rb") as fh:
+    with file_errors(path, "safetensors file"), open(path, "rb") as fh:
         header, _ = _read_header(fh, path, os.fstat(fh.fileno()).st_size)
     return header.get("__metadata__")
 

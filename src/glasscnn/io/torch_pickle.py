@@ -10,50 +10,50 @@ A checkpoint written by torch >= 1.6 is a zip archive (stored, not compressed)::
 The reader unpickles ``data.pkl`` with an allow-list: only the tensor and parameter
 rebuild functions, the storage types and ``collections.OrderedDict`` may be named by the
 pickle. Any other global (``os.system``, ``builtins.eval``, an unknown class) raises
-``UnsafePickleError`` before anything is called. Storages become flat NumPy arrays read
-straight from the zip entry; tensors become arrays cut from them with their offset and
-strides; the saved device (``cpu``, ``cuda:0``) is ignored. The writer builds the same
-layout, with a pickle assembled opcode by opcode, so that ``torch.load(path,
-weights_only=True)`` reads it.
+``UnsafePickleError`` before anything is called. The admitted globals are immutable
+stand-ins made afresh for each load, and the pickle may set the state of nothing but the
+dicts it builds, so a refused file leaves nothing behind for the next load. Storages
+become flat NumPy arrays read straight from the zip entry, their size checked against the
+entry and the entry against the file before anything is allocated, their CRC-32 verified;
+tensors become arrays cut from them with their offset and strides; the saved device
+(``cpu``, ``cuda:0``) is ignored. The writer builds the same layout, with a pickle
+assembled opcode by opcode, so that ``torch.load(path, weights_only=True)`` reads it.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import pickle
 import struct
 import zipfile
-import zlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from glasscnn.io.errors import CheckpointError, UnsafePickleError, file_errors, shape_nbytes
+from glasscnn.io.unpickle import RestrictedUnpickler
+from glasscnn.io.ziparchive import ZipArchive
+
+__all__ = ["CheckpointError", "UnsafePickleError", "extract_state_dict", "load_torch",
+           "read_torch_checkpoint", "save_torch"]
+
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
 ALIGNMENT = 64
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
-_LOCAL_HEADER_MAGIC = 0x04034B50
 _ZIP64_EXTRA_SIZE = 20
+_MAX_PICKLE_BYTES = 1 << 30
+_MAX_SMALL_RECORD = 64
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be read: wrong format, truncated or corrupt (names the file)."""
-
-
-class UnsafePickleError(CheckpointError):
-    """A checkpoint's pickle names a global outside the state_dict allow-list.
-
-    Raised before the global is looked up or called, so nothing in the file has run.
-    """
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _StorageType:
-    """Stand-in for ``torch.<Name>Storage``: the element dtype on disk."""
+    """Stand-in for ``torch.<Name>Storage``: the element dtype on disk (immutable)."""
 
     name: str
     dtype: np.dtype
@@ -87,216 +87,205 @@ class _Storage:
         self.array = array
         self.claimed = False
 
-    def __setstate__(self, state: Any) -> None:
-        raise ValueError("the pickle tried to set the state of a storage")
+
+class _Global:
+    """An admitted global as one load sees it: a fresh callable that cannot be changed."""
+
+    __slots__ = ("call", "name")
+
+    def __init__(self, name: str, call: Callable[..., Any]) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "call", call)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.call(*args)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise UnsafePickleError(f"the pickle tried to change {self.name}")
 
 
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
     if not isinstance(value, tuple | list) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
     ):
-        raise ValueError(f"tensor rebuild: {what} must be non-negative ints, got {value!r}")
+        raise ValueError(f"tensor rebuild: {what} must be non-negative ints, got {value!r:.200}")
     return tuple(value)
 
 
-def _tensor_from_storage(storage: Any, storage_offset: Any, size: Any, stride: Any) -> np.ndarray:
-    """Cut a tensor out of a storage: offset and strides in elements, as torch counts them.
-
-    A tensor that is the whole storage, contiguous, is returned without a copy (once per
-    storage); any other tensor (a view, a slice, a transpose, a second user of the storage)
-    is copied, so that no two returned arrays share memory.
-    """
-    if not isinstance(storage, _Storage):
-        raise ValueError(f"tensor rebuild: expected a storage, got {type(storage).__name__}")
-    (offset,) = _int_tuple((storage_offset,), "storage_offset")
-    shape = _int_tuple(size, "size")
-    strides = _int_tuple(stride, "stride")
-    if len(shape) != len(strides):
-        raise ValueError(f"tensor rebuild: size {shape} and stride {strides} differ in length")
-    flat = storage.array
-    numel = math.prod(shape)
-    if numel == 0:
-        return np.zeros(shape, dtype=flat.dtype)
-    last = offset + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))
-    if last >= flat.size:
-        raise ValueError(
-            f"tensor rebuild: size {shape}, stride {strides}, offset {offset} reach element "
-            f"{last} of a storage of {flat.size} elements"
-        )
-    contiguous = all(
-        s == math.prod(shape[i + 1:]) for i, (n, s) in enumerate(zip(shape, strides, strict=True))
-        if n != 1
-    )
-    if contiguous and offset == 0 and numel == flat.size and not storage.claimed:
-        storage.claimed = True
-        return flat.reshape(shape)
-    view = np.lib.stride_tricks.as_strided(
-        flat[offset:], shape=shape, strides=tuple(s * flat.itemsize for s in strides),
-        writeable=False,
-    )
-    return np.array(view, order="C")
-
-
-def _rebuild_tensor_v2(
-    storage: Any, storage_offset: Any, size: Any, stride: Any, *_: Any, **__: Any
-) -> np.ndarray:
-    return _tensor_from_storage(storage, storage_offset, size, stride)
-
-
-def _rebuild_parameter(data: Any, *_: Any, **__: Any) -> np.ndarray:
-    if not isinstance(data, np.ndarray):
-        raise ValueError(f"parameter rebuild: expected a tensor, got {type(data).__name__}")
-    return data
-
-
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("collections", "OrderedDict"): OrderedDict,
-    **{("torch", name): t for name, t in _STORAGE_TYPES.items()},
-}
-
-
-def _read_into(raw: BinaryIO, offset: int, out: np.ndarray) -> int:
-    """Fill ``out`` with bytes of ``raw`` from ``offset``; return how many were read."""
-    view = memoryview(out.reshape(-1)).cast("B")
-    raw.seek(offset)
-    done = 0
-    while done < len(view):
-        n = raw.readinto(view[done:])
-        if not n:
-            break
-        done += n
-    return done
-
-
 class _TorchArchive:
-    """An open ``torch.save`` zip: its top folder, byte order and storages (cached by key)."""
+    """An open ``torch.save`` zip: its top folder, byte order and storages (cached by key).
+
+    ``copy_budget`` is how many bytes of tensor copies (views, slices, tied weights) this
+    load may still make: the file's size. Views past it stay read-only views.
+    """
 
     def __init__(self, path: Path, verify_crc: bool) -> None:
         self.path = path
-        self.verify_crc = verify_crc
         self.storages: dict[str, _Storage] = {}
-        self.raw: BinaryIO = open(path, "rb", buffering=0)
+        self.zip = ZipArchive(path, "torch.save checkpoint", verify_crc)
         try:
             self._open()
         except BaseException:
-            self.raw.close()
+            self.zip.close()
             raise
+        self.copy_budget = self.zip.size
 
     def _open(self) -> None:
-        head = self.raw.read(4)
-        if head[:1] == b"\x80":
+        if self.zip.head[:1] == b"\x80":
             raise CheckpointError(
                 f"{self.path}: legacy (pre-1.6, non-zip) torch.save format is not supported; "
                 "re-save it with a current torch: "
                 "torch.save(torch.load(p, weights_only=True), p)"
             )
-        if head[:2] != b"PK":
+        if self.zip.zip is None:
             raise CheckpointError(
-                f"{self.path}: not a torch.save zip archive (starts with {head!r})"
+                f"{self.path}: not a torch.save zip archive (starts with {self.zip.head!r})"
             )
-        self.size = os.fstat(self.raw.fileno()).st_size
-        try:
-            self.zip = zipfile.ZipFile(self.raw)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise CheckpointError(
-                f"{self.path}: truncated or corrupt zip archive ({exc}); the file is not a "
-                "complete torch.save checkpoint"
-            ) from exc
-        names = self.zip.namelist()
+        names = list(self.zip.names)
         if not names or "/" not in names[0]:
             raise CheckpointError(
                 f"{self.path}: zip archive without a top folder: not a torch.save file"
             )
         self.top = names[0].split("/", 1)[0]
-        if f"{self.top}/constants.pkl" in names:
+        if f"{self.top}/constants.pkl" in self.zip.names:
             raise CheckpointError(
                 f"{self.path}: TorchScript archive (torch.jit.save), not a state_dict; "
                 "save model.state_dict() with torch.save instead"
             )
-        if f"{self.top}/data.pkl" not in names:
+        if f"{self.top}/data.pkl" not in self.zip.names:
             raise CheckpointError(f"{self.path}: zip archive without {self.top}/data.pkl")
         self.byteorder = "little"
-        if f"{self.top}/byteorder" in names:
-            self.byteorder = self._record("byteorder").decode("ascii", "replace").strip()
+        if f"{self.top}/byteorder" in self.zip.names:
+            self.byteorder = self.record("byteorder", _MAX_SMALL_RECORD).decode(
+                "ascii", "replace").strip()
             if self.byteorder not in ("little", "big"):
                 raise CheckpointError(f"{self.path}: unknown byteorder record {self.byteorder!r}")
 
-    def _record(self, name: str) -> bytes:
-        try:
-            return self.zip.read(f"{self.top}/{name}")
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-            raise CheckpointError(
-                f"{self.path}: cannot read record {self.top}/{name}: {exc}"
-            ) from exc
+    def record(self, name: str, limit: int) -> bytes:
+        """The bytes of record ``<top>/name``, at most ``limit`` of them."""
+        return self.zip.read(self.zip.names[f"{self.top}/{name}"], limit)
 
     def close(self) -> None:
-        if hasattr(self, "zip"):
-            self.zip.close()
-        self.raw.close()
-
-    def data_offset(self, info: zipfile.ZipInfo) -> int:
-        """Byte offset of an entry's data in the file (after its local header)."""
-        self.raw.seek(info.header_offset)
-        header = self.raw.read(_LOCAL_HEADER.size)
-        if len(header) != _LOCAL_HEADER.size or _LOCAL_HEADER.unpack(header)[0] != (
-            _LOCAL_HEADER_MAGIC
-        ):
-            raise CheckpointError(f"{self.path}: corrupt zip: bad local header for {info.filename}")
-        fields = _LOCAL_HEADER.unpack(header)
-        return info.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10]
+        self.zip.close()
 
     def storage(self, key: str, stype: _StorageType, numel: int) -> _Storage:
         """The storage ``data/<key>`` as a flat native-endian array of ``numel`` elements."""
         if key in self.storages:
             return self.storages[key]
         name = f"{self.top}/data/{key}"
-        try:
-            info = self.zip.getinfo(name)
-        except KeyError:
-            raise CheckpointError(f"{self.path}: missing storage record {name}") from None
+        info = self.zip.names.get(name)
+        if info is None:
+            raise CheckpointError(f"{self.path}: missing storage record {name}")
         nbytes = numel * stype.dtype.itemsize
         if info.file_size != nbytes:
             raise CheckpointError(
                 f"{self.path}: storage {name} holds {info.file_size} bytes, the pickle expects "
                 f"{numel} x {stype.name} = {nbytes} bytes"
             )
+        member = self.zip.member(info)
         disk = stype.dtype.newbyteorder("<" if self.byteorder == "little" else ">")
         flat = np.empty(numel, dtype=disk)
-        if info.compress_type == zipfile.ZIP_STORED:
-            start = self.data_offset(info)
-            if _read_into(self.raw, start, flat) != nbytes:
-                raise CheckpointError(f"{self.path}: truncated file: storage {name} is cut short")
-            if self.verify_crc and zlib.crc32(flat) != info.CRC:
-                raise CheckpointError(f"{self.path}: CRC mismatch in storage {name}: corrupt file")
-        else:
-            memoryview(flat).cast("B")[:] = self._record(f"data/{key}")
+        member.readinto(flat)
+        member.finish()
         if not flat.dtype.isnative:
-            flat = flat.byteswap().view(stype.dtype)
+            flat = flat.byteswap(inplace=True).view(stype.dtype)
         if stype.bfloat16:
-            flat = (flat.astype(np.uint32) << 16).view(np.float32)
+            wide = flat.astype(np.uint32)
+            wide <<= 16
+            flat = wide.view(np.float32)
         self.storages[key] = _Storage(flat)
         return self.storages[key]
 
+    def tensor(self, storage: Any, storage_offset: Any, size: Any, stride: Any) -> np.ndarray:
+        """Cut a tensor out of a storage: offset and strides in elements, as torch counts them.
 
-class _RestrictedUnpickler(pickle.Unpickler):
+        A tensor that is the whole storage, contiguous, is returned without a copy (once
+        per storage); any other tensor (a view, a slice, a transpose, a second user of the
+        storage) is copied while ``copy_budget`` lasts, so that no two writable arrays
+        share memory; past it (a tensor expanded with stride 0, or more views than the
+        file holds data for) it is a read-only view of the storage, as torch keeps it.
+        """
+        if not isinstance(storage, _Storage):
+            raise ValueError(f"tensor rebuild: expected a storage, got {type(storage).__name__}")
+        (offset,) = _int_tuple((storage_offset,), "storage_offset")
+        shape = _int_tuple(size, "size")
+        strides = _int_tuple(stride, "stride")
+        if len(shape) != len(strides):
+            raise ValueError(f"tensor rebuild: size {shape} and stride {strides} differ in length")
+        flat = storage.array
+        nbytes = shape_nbytes(shape, flat.itemsize)
+        if nbytes is None:
+            raise ValueError(f"tensor rebuild: size {shape} is too large for any array")
+        if nbytes == 0:
+            return np.empty(shape, dtype=flat.dtype)
+        last = offset + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))
+        if last >= flat.size:
+            raise ValueError(
+                f"tensor rebuild: size {shape}, stride {strides}, offset {offset} reach element "
+                f"{last} of a storage of {flat.size} elements"
+            )
+        contiguous = all(
+            s == math.prod(shape[i + 1:])
+            for i, (n, s) in enumerate(zip(shape, strides, strict=True)) if n != 1
+        )
+        if contiguous and offset == 0 and nbytes == flat.nbytes and not storage.claimed:
+            storage.claimed = True
+            return flat.reshape(shape)
+        view = np.lib.stride_tricks.as_strided(
+            flat[offset:], shape=shape, strides=tuple(s * flat.itemsize for s in strides),
+            writeable=False,
+        )
+        if nbytes > self.copy_budget:
+            return view
+        self.copy_budget -= nbytes
+        return np.array(view, order="C")
+
+
+def _rebuild_parameter(data: Any, *_: Any) -> np.ndarray:
+    if not isinstance(data, np.ndarray):
+        raise ValueError(f"parameter rebuild: expected a tensor, got {type(data).__name__}")
+    return data
+
+
+def _ordered_dict(*args: Any) -> OrderedDict:
+    return OrderedDict(*args)
+
+
+class _RestrictedUnpickler(RestrictedUnpickler):
     """Unpickler that resolves only the allow-listed globals and maps storages to arrays."""
 
     def __init__(self, file: BinaryIO, archive: _TorchArchive) -> None:
-        super().__init__(file)
+        super().__init__(file, str(archive.path), max_ops=archive.zip.size // 4 + 100_000)
         self.archive = archive
+
+        def tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> np.ndarray:
+            return archive.tensor(storage, offset, size, stride)
+
+        self.globals: dict[tuple[str, str], Any] = {
+            ("torch._utils", "_rebuild_tensor_v2"): _Global("_rebuild_tensor_v2", tensor),
+            ("torch._utils", "_rebuild_tensor"): _Global("_rebuild_tensor", tensor),
+            ("torch._utils", "_rebuild_parameter"): _Global("_rebuild_parameter",
+                                                            _rebuild_parameter),
+            ("collections", "OrderedDict"): _Global("OrderedDict", _ordered_dict),
+            **{("torch", name): t for name, t in _STORAGE_TYPES.items()},
+        }
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
+            return self.globals[(module, name)]
+        except (KeyError, TypeError):
             raise UnsafePickleError(
                 f"{self.archive.path}: the pickle asks for the global '{module}.{name}', "
                 "which is not on the state_dict allow-list (tensor rebuild, storage types, "
                 "OrderedDict); refusing to load it, nothing was executed"
             ) from None
+
+    def build(self, inst: Any, state: Any) -> None:
+        """Admit only what ``torch.save`` writes: an OrderedDict's ``_metadata``, ignored."""
+        if type(inst) is not OrderedDict or not (
+            state is None or (isinstance(state, dict) and all(isinstance(k, str) for k in state))
+        ):
+            super().build(inst, state)
 
     def persistent_load(self, pid: Any) -> _Storage:
         if not (
@@ -305,43 +294,60 @@ class _RestrictedUnpickler(pickle.Unpickler):
             and isinstance(pid[4], int) and not isinstance(pid[4], bool) and pid[4] >= 0
         ):
             raise UnsafePickleError(
-                f"{self.archive.path}: unexpected persistent id {pid!r:.200} "
+                f"{self.archive.path}: unexpected persistent id {_short(pid)} "
                 "(expected ('storage', StorageType, key, location, numel))"
             )
         return self.archive.storage(pid[2], pid[1], pid[4])
 
 
-def read_torch_checkpoint(path: str | os.PathLike, verify_crc: bool = False) -> Any:
+def _short(obj: Any) -> str:
+    """``repr(obj)`` cut to 200 characters (or its type, if it is too deep to print)."""
+    try:
+        return f"{obj!r:.200}"
+    except RecursionError:
+        return f"<a deeply nested {type(obj).__name__}>"
+
+
+def read_torch_checkpoint(path: str | os.PathLike, verify_crc: bool = True) -> Any:
     """Unpickle a ``torch.save`` zip file safely, tensors as NumPy arrays.
+
+    Memory stays in proportion to the file: every storage's size is checked against its
+    zip entry, and the entry against the file, before the storage is allocated; tensor
+    copies are limited to the file's size (past it, views stay read-only views).
 
     Args:
         path: the ``.pth``/``.pt`` file (torch >= 1.6 zip format).
-        verify_crc: also check each storage's zip CRC32 (about 0.5 s per GB).
+        verify_crc: check each record's zip CRC-32 (about 1 s per GB).
 
     Returns:
-        The saved object with every tensor replaced by a C-contiguous ``np.ndarray`` of
-        the tensor's shape and dtype (bfloat16 widened to float32): usually an
-        ``OrderedDict`` state_dict or a checkpoint dict holding one.
+        The saved object with every tensor replaced by a ``np.ndarray`` of the tensor's
+        shape and dtype (bfloat16 widened to float32): usually an ``OrderedDict``
+        state_dict or a checkpoint dict holding one. Arrays are C-contiguous copies,
+        except the read-only views described above.
 
     Raises:
-        UnsafePickleError: the pickle names a global outside the allow-list.
-        ValueError: the file is not a zip checkpoint, is truncated or corrupt (message
-            names the file).
+        FileNotFoundError: no such file.
+        UnsafePickleError: the pickle names a global outside the allow-list, or tries to
+            change an object it did not build.
+        CheckpointError (a ValueError): the file is not a zip checkpoint, is truncated or
+            corrupt (message names the file).
     """
     path = Path(path)
-    archive = _TorchArchive(path, verify_crc)
-    try:
-        pkl = archive.zip.open(f"{archive.top}/data.pkl")
+    with file_errors(path, "torch.save checkpoint"):
+        archive = _TorchArchive(path, verify_crc)
         try:
-            return _RestrictedUnpickler(pkl, archive).load()
-        except CheckpointError:
-            raise
-        except Exception as exc:
-            raise CheckpointError(
-                f"{path}: corrupt pickle in {archive.top}/data.pkl: {type(exc).__name__}: {exc}"
-            ) from exc
-    finally:
-        archive.close()
+            pkl = archive.record("data.pkl", _MAX_PICKLE_BYTES)
+            try:
+                return _RestrictedUnpickler(io.BytesIO(pkl), archive).load()
+            except CheckpointError:
+                raise
+            except Exception as exc:
+                raise CheckpointError(
+                    f"{path}: corrupt pickle in {archive.top}/data.pkl: {type(exc).__name__}: "
+                    f"{_short(exc)}"
+                ) from None
+        finally:
+            archive.close()
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -362,16 +368,21 @@ def extract_state_dict(obj: Any, source: str = "checkpoint", key: str | None = N
         key: take the state_dict from this entry instead of guessing.
 
     Returns:
-        A ``dict`` from key to array, in the saved order; a tensor saved under two keys
-        (tied weights) gives two arrays, so that no two arrays share memory.
+        A ``dict`` from key to array, in the saved order. A writable array saved under
+        two keys (tied weights) gives a copy for the second key, so that no two writable
+        arrays share memory, as long as the copies take no more memory than the distinct
+        arrays; past that (and for read-only arrays) the same array is returned again,
+        read-only.
 
     Raises:
-        ValueError: no mapping of tensors was found; the message lists what was there.
+        CheckpointError (a ValueError): no mapping of tensors was found; the message
+            lists what was there.
     """
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
             have = list(obj) if isinstance(obj, Mapping) else type(obj).__name__
-            raise ValueError(f"{source}: no entry {key!r} in the checkpoint (has {have})")
+            raise CheckpointError(f"{source}: no entry {key!r} in the checkpoint "
+                                  f"(has {_short(have)})")
         obj = obj[key]
     elif isinstance(obj, Mapping):
         for name in STATE_DICT_KEYS:
@@ -379,25 +390,34 @@ def extract_state_dict(obj: Any, source: str = "checkpoint", key: str | None = N
                 obj = obj[name]
                 break
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{source}: expected a state_dict (a mapping of tensors), "
-                         f"got {type(obj).__name__}")
+        raise CheckpointError(f"{source}: expected a state_dict (a mapping of tensors), "
+                              f"got {type(obj).__name__}")
     if not _is_state_dict(obj):
-        bad = [f"{k!r} ({type(v).__name__})" for k, v in obj.items()
+        bad = [f"{_short(k)} ({type(v).__name__})" for k, v in obj.items()
                if not (isinstance(k, str) and isinstance(v, np.ndarray))]
-        raise ValueError(
+        raise CheckpointError(
             f"{source}: not a state_dict: entries {', '.join(bad[:10])} are not tensors; a "
             f"checkpoint dict must hold its state_dict under one of {list(STATE_DICT_KEYS)} "
             "(or pass key=...)"
         )
+    distinct = {id(a): a for a in obj.values()}
+    budget = sum(a.nbytes for a in distinct.values() if a.flags.writeable)
     seen: set[int] = set()
     out: dict[str, np.ndarray] = {}
     for name, array in obj.items():
-        out[name] = array.copy() if id(array) in seen else array
-        seen.add(id(array))
+        if id(array) not in seen:
+            out[name] = array
+            seen.add(id(array))
+        elif array.flags.writeable and array.nbytes <= budget:
+            budget -= array.nbytes
+            out[name] = array.copy()
+        else:
+            out[name] = array.view()
+            out[name].flags.writeable = False
     return out
 
 
-def load_torch(path: str | os.PathLike, key: str | None = None, verify_crc: bool = False
+def load_torch(path: str | os.PathLike, key: str | None = None, verify_crc: bool = True
                ) -> dict[str, np.ndarray]:
     """Load the state_dict of a ``torch.save`` zip file without torch.
 
@@ -405,16 +425,21 @@ def load_torch(path: str | os.PathLike, key: str | None = None, verify_crc: bool
         path: the ``.pth``/``.pt`` file.
         key: entry of a checkpoint dict that holds the state_dict (default: found among
             ``state_dict``, ``model_state_dict``, ``model``, or the file is one).
-        verify_crc: also check the zip CRC32 of every storage.
+        verify_crc: check the zip CRC-32 of every record.
 
     Returns:
-        ``{key: array}`` with torch's shapes and dtypes (bfloat16 read as float32).
+        ``{key: array}`` with torch's shapes and dtypes (bfloat16 read as float32); see
+        ``read_torch_checkpoint`` for when an array is a read-only view.
 
     Raises:
+        FileNotFoundError: no such file.
         UnsafePickleError: the pickle names a forbidden global (nothing was executed).
-        ValueError: not a torch zip checkpoint, truncated, corrupt, or holds no state_dict.
+        CheckpointError (a ValueError): not a torch zip checkpoint, truncated, corrupt, or
+            holds no state_dict; the message names the file.
     """
-    return extract_state_dict(read_torch_checkpoint(path, verify_crc), str(path), key)
+    obj = read_torch_checkpoint(path, verify_crc)
+    with file_errors(path, "torch.save checkpoint"):
+        return extract_state_dict(obj, str(path), key)
 
 
 class _PickleWriter:
