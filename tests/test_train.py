@@ -288,7 +288,7 @@ def test_train_run_writes_the_folder_and_refuses_to_overwrite(tmp_path):
     lines = []
     result = train_run(small_recipe(epochs=2), tmp_path / "run", log=lines.append,
                        datasets=datasets())
-    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    names = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != ".lock")
     assert names == ["checkpoint.npz", "confusion.png", "curves.png", "history.json"]
     for png in ("curves.png", "confusion.png"):
         assert (tmp_path / "run" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
