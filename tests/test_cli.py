@@ -467,3 +467,61 @@ def test_second_run_into_a_held_folder_is_refused(tmp_path):
     assert not (out / "checkpoint.npz").exists()
     train_run(recipe(epochs=1), out, plots=False, datasets=data())  # released: runs
     assert (out / "checkpoint.npz").exists()
+
+
+# ---- issue 19: new commands and flags -------------------------------------------------
+
+
+def test_version_and_python_m(tmp_path):
+    from glasscnn import __version__
+
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-m", "glasscnn", "--version"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"glasscnn {__version__}"
+
+
+def test_models_lists_the_zoo_with_counts(capsys):
+    from glasscnn.analysis import analyze
+
+    code, out, _ = run_cli(capsys, "models", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert set(rows) == set(models.REGISTRY)
+    lenet = analyze("lenet_bn")
+    assert rows["lenet_bn"]["params"] == lenet.totals["params"]
+    assert rows["lenet_bn"]["macs"] == lenet.totals["macs"]
+    assert rows["alexnet_cifar33"]["input_shape"] == [3, 33, 33]
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and "mnist_net" in out and "1x28x28" in out
+
+
+def test_train_without_out_picks_the_next_free_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "three_layer_convnet-1").mkdir(parents=True)
+    assert train_cmd.next_run_folder("three_layer_convnet") == Path(
+        "runs/three_layer_convnet-2")
+    monkeypatch.setattr(train_cmd, "train_run",
+                        lambda r, o, **k: train_run(r, o, **{**k, "datasets": data()}))
+    code, out, err = run_cli(capsys, "train", "three_layer_convnet", "--epochs", "1",
+                             "--no-progress", "--no-plots", "--val-size", "16",
+                             "--model-arg", "hidden_dim=8", "--model-arg", "num_filters=4")
+    assert code == 0, err
+    assert "run folder: runs/three_layer_convnet-2" in out
+    assert (tmp_path / "runs" / "three_layer_convnet-2" / "checkpoint.npz").is_file()
+    line = one_line_error(*run_cli(capsys, "train", "mnist_net", "--resume")[::2], "train")
+    assert "--resume needs --out" in line
+
+
+def test_export_takes_the_model_from_the_checkpoint(trained, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    ckpt = trained / "checkpoint.npz"
+    code, out, err = run_cli(capsys, "export", ckpt, "--onnx", tmp_path / "a.onnx")
+    assert code == 0, err
+    assert "three_layer_convnet" in out and (tmp_path / "a.onnx").is_file()
+    code, out, err = run_cli(capsys, "export", "three_layer_convnet", ckpt, "--onnx",
+                             tmp_path / "b.onnx")
+    assert code == 0 and (tmp_path / "b.onnx").is_file()
+    line = one_line_error(*run_cli(capsys, "export", "nope", ckpt, "--onnx",
+                                   tmp_path / "c.onnx")[::2], "export")
+    assert "not a zoo model" in line

@@ -398,3 +398,66 @@ def test_bad_arguments(rng):
         predict(model, [Path(__file__)])
     with pytest.raises(ValueError, match="mean and std together"):
         Preprocessing((1, 28, 28), mean=(0.5,))
+
+
+def test_load_model_gives_the_network_ready_for_predict(tmp_path, mnist_sd):
+    """glasscnn.loading.load_model: last or best weights of a training checkpoint, a plain
+    state_dict with a zoo name, or your own Module filled; predict reads pictures for it."""
+    from glasscnn.loading import load_model
+
+    norm = Normalizer((0.2860,), (0.3530,))
+    best = {k: v * 0.5 for k, v in mnist_sd.items()}
+    path = tmp_path / "run.npz"
+    save_checkpoint(path, Checkpoint({"model": "mnist_net", "model_kwargs": {},
+                                      "input_shape": [1, 28, 28], "classes": list(FASHION)},
+                                     mnist_sd, {"normalizer": norm.state_dict(), "best": best}))
+    net = load_model(path)
+    assert not any(m.training for _, m in net.named_modules())
+    np.testing.assert_array_equal(net.state_dict()["fc2.weight"], mnist_sd["fc2.weight"])
+    assert net.classes == FASHION and net.preprocessing.mean == (0.2860,)
+    np.testing.assert_array_equal(load_model(path, weights="best").state_dict()["fc2.weight"],
+                                  best["fc2.weight"])
+    pic = gray_png(tmp_path / "shoe.png")
+    want = predict(load_predictor(path), [pic]).logits
+    np.testing.assert_allclose(predict(net, pic).logits, want, rtol=1e-6)
+    own = load_model(path, models.mnist_net())
+    assert own.classes == FASHION
+    np.testing.assert_allclose(predict(own, pic).logits, want, rtol=1e-6)
+    plain = _plain(tmp_path, mnist_sd, ".safetensors")
+    net = load_model(plain, "mnist_net")
+    assert net.preprocessing.mean == (0.5,) and net.name == "mnist_net"
+    with pytest.raises(ValueError, match="names no model"):
+        load_model(plain)
+    with pytest.raises(ValueError, match="weights must be"):
+        load_model(path, weights="first")
+
+
+def test_predict_takes_pil_images_and_picture_arrays(tmp_path, cifar_pngs):
+    model = LoadedModel(models.alexnet_cifar33(rng=np.random.default_rng(0)),
+                        preprocessing=Preprocessing((3, 33, 33)))
+    with Image.open(cifar_pngs[0]) as img:
+        pil = img.convert("RGB")
+    by_file = predict(model, cifar_pngs[0]).logits
+    np.testing.assert_allclose(predict(model, pil).logits, by_file, rtol=1e-5, atol=1e-6)
+    hwc = np.asarray(pil)  # (32, 32, 3) uint8: read like the picture file
+    np.testing.assert_allclose(predict(model, hwc).logits, by_file, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predict(model, [hwc, pil]).logits[1], by_file[0], rtol=1e-5,
+                               atol=1e-6)
+    x = np.random.default_rng(1).random((33, 33, 3), dtype=np.float32)  # float HWC, scaled
+    np.testing.assert_allclose(predict(model, x).logits,
+                               predict(model, x.transpose(2, 0, 1)[None]).logits, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"shape \(5, 7\)|\(5, 7, 9\)"):
+        predict(model, np.zeros((5, 7, 9), np.uint8))
+
+
+def test_predictions_display_compactly_and_as_html(seed_npz, cifar_pngs):
+    result = predict(seed_npz, cifar_pngs, model_name="alexnet_cifar33", topk=3)
+    text = repr(result)
+    assert text.splitlines()[0] == "Predictions: 3 pictures, 10 classes"
+    assert len(text.splitlines()) == 4 and Path(cifar_pngs[0]).name in text
+    one = repr(result[0])
+    assert one.startswith("Prediction(") and "\n" not in one and result[0].label in one
+    page = result._repr_html_()
+    assert page.count("<tr>") == 4 and page.count('<img src="data:image/png;base64,') == 3
+    assert result[0].thumbnail.shape == (33, 33, 3) and result[0].thumbnail.dtype == np.uint8
+    assert result[0]._repr_html_().count("<img") == 1

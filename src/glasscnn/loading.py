@@ -428,6 +428,33 @@ def _plain_classes(name: str, count: int | None) -> tuple[tuple[str, ...], str]:
     return _class_names(None, None, count), "numbered: the file names no classes"
 
 
+def checkpoint_preprocessing(ckpt: Checkpoint, name: str, kwargs: Mapping[str, Any],
+                             source: str = "checkpoint") -> Preprocessing:
+    """The preprocessing a checkpoint's network was trained with: its input shape (else the
+    zoo recipe's), /255, then its ``normalizer`` or ``mean_image`` group.
+
+    Raises:
+        CheckpointError: a normaliser or mean image with non-finite values or a std <= 0.
+    """
+    meta = ckpt.meta
+    shape = meta.get("input_shape") if name == meta.get("model") else None
+    if shape is None and name in models.REGISTRY:
+        shape = recipe_preprocessing(name, kwargs).input_shape
+    mean = std = mean_image = None
+    if "normalizer" in ckpt.groups:
+        norm = Normalizer.from_state_dict(ckpt.groups["normalizer"])
+        mean, std = tuple(norm.mean.tolist()), tuple(norm.std.tolist())
+        if not np.all(np.isfinite(mean + std)) or min(std) <= 0:
+            raise CheckpointError(f"{source}: its normaliser has a non-finite or non-positive "
+                                  f"std or mean (mean {mean}, std {std})")
+    if "mean_image" in ckpt.groups:
+        mean_image = MeanImage.from_state_dict(ckpt.groups["mean_image"]).mean
+        if not np.isfinite(mean_image).all():
+            raise CheckpointError(f"{source}: its mean image holds NaN or infinite values")
+    return Preprocessing(input_shape=None if shape is None else tuple(shape), mean=mean,
+                         std=std, mean_image=mean_image)
+
+
 def load_predictor(
     checkpoint: str | os.PathLike | Checkpoint,
     model_name: str | None = None,
@@ -483,8 +510,9 @@ def load_predictor(
             return LoadedModel(model.eval(), model_name, pre, classes, source, kwargs, note)
     meta = ckpt.meta
     name = model_name or meta.get("model")
-    if name is None:
-        raise ValueError(f"{source}: the checkpoint names no model; pass --model NAME")
+    if not name:
+        raise ValueError(f"{source}: the checkpoint names no zoo model; pass --model NAME "
+                         "(or, from Python, load_model(path, model=your_module))")
     kwargs = dict(meta.get("model_kwargs", {})) if name == meta.get("model") else {}
     kwargs.update(model_kwargs or {})
     model = build_zoo_model(name, kwargs, source)
@@ -492,20 +520,7 @@ def load_predictor(
         raise ValueError(f"{source}: no best-validation weights (group 'best') in the "
                          "checkpoint; it was trained without a validation split")
     _fill(model, name, ckpt.groups["best"] if best else ckpt.state_dict, source, strip_prefix)
-    pre = recipe_preprocessing(name, kwargs)
-    mean = std = mean_image = None
-    if "normalizer" in ckpt.groups:
-        norm = Normalizer.from_state_dict(ckpt.groups["normalizer"])
-        mean, std = tuple(norm.mean.tolist()), tuple(norm.std.tolist())
-        if not np.all(np.isfinite(mean + std)) or min(std) <= 0:
-            raise CheckpointError(f"{source}: its normaliser has a non-finite or non-positive "
-                                  f"std or mean (mean {mean}, std {std})")
-    if "mean_image" in ckpt.groups:
-        mean_image = MeanImage.from_state_dict(ckpt.groups["mean_image"]).mean
-        if not np.isfinite(mean_image).all():
-            raise CheckpointError(f"{source}: its mean image holds NaN or infinite values")
-    shape = (meta.get("input_shape") if name == meta.get("model") else None) or pre.input_shape
-    pre = Preprocessing(input_shape=tuple(shape), mean=mean, std=std, mean_image=mean_image)
+    pre = checkpoint_preprocessing(ckpt, name, kwargs, source)
     classes, note = _checkpoint_classes(meta, name, _num_outputs(model, pre.input_shape))
     return LoadedModel(model.eval(), name, pre, classes, source, kwargs, note)
 
@@ -570,11 +585,10 @@ def _load_into_own(path: str | os.PathLike | Checkpoint, model: Module, weights:
         raise ValueError(f"{source}: no best-validation weights (group 'best') in the checkpoint")
     _fill(model, name, ckpt.groups["best"] if weights == "best" else ckpt.state_dict, source,
           strip_prefix)
-    loaded = load_predictor(ckpt, ckpt.meta.get("model"), best=weights == "best") \
-        if ckpt.meta.get("model") in models.REGISTRY else None
-    pre = loaded.preprocessing if loaded is not None else Preprocessing()
-    classes = loaded.classes if loaded is not None else ()
-    return attach(LoadedModel(model.eval(), name, pre, classes, source))
+    saved = ckpt.meta.get("model") or ""
+    pre = checkpoint_preprocessing(ckpt, saved, ckpt.meta.get("model_kwargs", {}), source)
+    classes, note = _checkpoint_classes(ckpt.meta, saved, _num_outputs(model, pre.input_shape))
+    return attach(LoadedModel(model.eval(), saved or name, pre, classes, source, {}, note))
 
 
 def attach(loaded: LoadedModel) -> Module:

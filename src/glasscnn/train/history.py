@@ -17,8 +17,14 @@ class History(dict):
     Keys: ``train_loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy`` (empty without
     validation), ``lr``, ``epoch_seconds``, ``images_per_second``, ``step_loss``. It is a
     plain ``dict`` (JSON and checkpoints take it as one) that prints a one-line summary and,
-    in Jupyter, draws the learning curves inline (``_repr_html_``, needs matplotlib).
+    in Jupyter, draws the learning curves inline (``_repr_html_``, needs matplotlib;
+    without it, a table). ``glasscnn.train.fit`` also sets ``model``, ``test_loss`` and
+    ``test_accuracy``.
     """
+
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    model: Any = None
 
     def __init__(self, values: dict[str, Any] | None = None) -> None:
         super().__init__({k: [] for k in KEYS})
@@ -48,6 +54,8 @@ class History(dict):
         if best:
             text += (f"; validation accuracy {100 * self['val_accuracy'][-1]:.2f}% (best "
                      f"{100 * self['val_accuracy'][best - 1]:.2f}% at epoch {best})")
+        if self.test_accuracy is not None:
+            text += f"; test accuracy {100 * self.test_accuracy:.2f}%"
         return text
 
     def __repr__(self) -> str:
@@ -81,7 +89,7 @@ class History(dict):
         try:
             from glasscnn.train.plots import curves_png
 
-            png = base64.b64encode(curves_png(self)).decode("ascii")
+            png = base64.b64encode(curves_png(self, "", self.test_accuracy)).decode("ascii")
         except ImportError:
             return text + self._table_html()
         return (text + f'<img src="data:image/png;base64,{png}" '

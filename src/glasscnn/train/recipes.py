@@ -46,7 +46,8 @@ class Recipe:
     """Everything that defines a training run, as plain JSON-able values.
 
     Attributes:
-        model: zoo name (``glasscnn.models.REGISTRY``).
+        model: zoo name (``glasscnn.models.REGISTRY``), or ``""`` for a Module of your
+            own given to ``prepare(..., model=)`` (``glasscnn.train.fit`` does that).
         data: ``fashion-mnist``, ``mnist`` or ``cifar10``.
         epochs: total epochs.
         batch_size: training batch size (evaluation uses 500).
@@ -101,13 +102,14 @@ class Recipe:
             if value not in allowed:
                 raise ValueError(f"Recipe: {name} must be one of {', '.join(allowed)}; "
                                  f"got {value!r}")
-        models.default_input_shape(self.model)
-        params = inspect.signature(models.REGISTRY[self.model][0]).parameters
-        unknown = sorted(set(self.model_kwargs) - set(params))
-        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            raise ValueError(f"Recipe: model {self.model} takes no argument "
-                             f"{', '.join(map(repr, unknown))}; its arguments are "
-                             f"{', '.join(params)}")
+        if self.model or self.model_kwargs:
+            models.default_input_shape(self.model)
+            params = inspect.signature(models.REGISTRY[self.model][0]).parameters
+            unknown = sorted(set(self.model_kwargs) - set(params))
+            if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                raise ValueError(f"Recipe: model {self.model} takes no argument "
+                                 f"{', '.join(map(repr, unknown))}; its arguments are "
+                                 f"{', '.join(params)}")
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"Recipe: {name} must be >= 1, got {getattr(self, name)}")
@@ -355,7 +357,8 @@ def make_schedule(recipe: Recipe, optimizer: optim.Optimizer, steps_per_epoch: i
 
 
 def prepare(recipe: Recipe, root: str | os.PathLike[str] | None = None,
-            datasets: tuple[Dataset, Dataset] | None = None) -> Setup:
+            datasets: tuple[Dataset, Dataset] | None = None, model: Module | None = None
+            ) -> Setup:
     """Build everything a run of ``recipe`` needs.
 
     Args:
@@ -363,6 +366,8 @@ def prepare(recipe: Recipe, root: str | os.PathLike[str] | None = None,
         root: data folder (default: the usual search path, see docs/data.md).
         datasets: ``(train, test)`` uint8 data sets to use instead of loading ``recipe.data``
             (its name still goes into the checkpoint).
+        model: a network of your own to train instead of building ``recipe.model`` (it
+            must take the data's (C, H, W) and give one logit per class).
 
     Returns:
         A ``Setup``; train it with ``Trainer(setup.model, setup.optimizer, ...)`` or
@@ -381,7 +386,20 @@ def prepare(recipe: Recipe, root: str | os.PathLike[str] | None = None,
     val_loader = (None if val is None else
                   DataLoader(val, EVAL_BATCH, shuffle=False, transform=evaluate))
     test_loader = DataLoader(test, EVAL_BATCH, shuffle=False, transform=evaluate)
-    model, kwargs = build_model(recipe, input_shape, len(train.classes))
+    if model is None:
+        if not recipe.model:
+            raise ValueError("prepare: the recipe names no zoo model; pass model=")
+        model, kwargs = build_model(recipe, input_shape, len(train.classes))
+    else:
+        kwargs = {}
+        try:
+            out = tuple(model.output_shape((1, *input_shape)))
+        except NotImplementedError:
+            out = (1, len(train.classes))
+        if out != (1, len(train.classes)):
+            raise ValueError(f"prepare: the model maps (1, {', '.join(map(str, input_shape))}) "
+                             f"to {out}, but {recipe.data} needs (1, {len(train.classes)}) "
+                             "logits")
     optimizer = make_optimizer(recipe, model.parameters())
     schedule, interval = make_schedule(recipe, optimizer, len(train_loader))
     meta = {"model": recipe.model, "model_kwargs": kwargs, "input_shape": list(input_shape),
