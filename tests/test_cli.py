@@ -168,14 +168,20 @@ def test_top_level_turns_every_error_into_one_line(monkeypatch, capsys, error, e
     assert len([line for line in err.splitlines() if line.strip()]) == 1
 
 
-def test_debug_variable_shows_the_traceback(monkeypatch):
+def test_unexpected_errors_are_one_line_for_the_program_only(monkeypatch, capsys):
     def boom(args):
-        raise RuntimeError("bug")
+        raise AttributeError("bug")
 
     monkeypatch.setattr(machine_cmd, "run", boom)
-    monkeypatch.setenv(cli_main.DEBUG_VAR, "1")
-    with pytest.raises(RuntimeError, match="bug"):
+    monkeypatch.setattr(sys, "argv", ["glasscnn", "machine"])
+    assert main() == 1
+    line = one_line_error(1, capsys.readouterr().err, "machine")
+    assert "AttributeError: bug" in line and cli_main.DEBUG_VAR in line
+    with pytest.raises(AttributeError, match="bug"):  # from Python: the caller sees it
         main(["machine"])
+    monkeypatch.setenv(cli_main.DEBUG_VAR, "1")
+    with pytest.raises(AttributeError, match="bug"):
+        main()
 
 
 def test_broken_pipe_exits_quietly(tmp_path):

@@ -302,8 +302,9 @@ _DAMAGED = (EOFError, OSError, zipfile.BadZipFile, zlib.error, struct.error, Key
             OverflowError, MemoryError)
 
 
-def _guarded(path: Path, read: Callable[[Path], Any]) -> Any:
-    """``read(path)``, with what a truncated or damaged file raises as ``CheckpointError``."""
+def _guarded(path: Path, read: Callable[[Path], Any], what: str = "file") -> Any:
+    """``read(path)``, with what a truncated or damaged file raises as ``CheckpointError``
+    (``what``: the kind of file, for the message)."""
     try:
         return read(path)
     except (CheckpointError, FileNotFoundError, CheckpointMismatchError):
@@ -315,9 +316,9 @@ def _guarded(path: Path, read: Callable[[Path], Any]) -> Any:
     except _DAMAGED as err:
         if isinstance(err, OSError) and not isinstance(err, zipfile.BadZipFile) and err.strerror:
             raise
-        what = ("declares more data than fits in memory" if isinstance(err, MemoryError)
-                else f"damaged or truncated ({type(err).__name__}: {err})")
-        raise CheckpointError(f"{path}: cannot read the file: {what}") from None
+        why = ("it declares more data than fits in memory" if isinstance(err, MemoryError)
+               else f"damaged or truncated ({type(err).__name__}: {err})")
+        raise CheckpointError(f"{path}: not a readable {what}: {why}") from None
 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -330,7 +331,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    return _guarded(path, load_checkpoint)
+    return _guarded(path, load_checkpoint, "checkpoint")
 
 
 def _npz_names(path: Path) -> list[str]:
@@ -343,11 +344,7 @@ def _glasscnn_checkpoint(path: Path) -> Checkpoint | None:
     format or a plain state_dict ``.npz``; a damaged archive is a ``CheckpointError``."""
     if format_of(path) != "npz":
         return None
-    try:
-        names = _guarded(path, _npz_names)
-    except CheckpointError as err:
-        raise CheckpointError(f"{err}; it is not a readable .npz archive (truncated or "
-                              "damaged?)") from None
+    names = _guarded(path, _npz_names, ".npz archive")
     return read_checkpoint(path) if "meta.json" in names else None
 
 

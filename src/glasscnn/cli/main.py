@@ -3,8 +3,10 @@
 Whatever goes wrong inside a sub-command ends as one line on stderr and a non-zero exit
 status, never a traceback: bad input (``ValueError``, ``KeyError``, a missing file) and
 operating-system errors (permissions, a folder where a file was expected, a full disk) exit
-with 1, Ctrl-C with 130, a closed pipe (``glasscnn … | head``) quietly with 1. Set
-``GLASSCNN_DEBUG=1`` to see the traceback of an unexpected error.
+with 1, Ctrl-C with 130, a closed pipe (``glasscnn … | head``) quietly with 1. Any other
+(unexpected) error is one line too when ``glasscnn`` runs as a program; set
+``GLASSCNN_DEBUG=1`` to see its traceback. Called from Python with an explicit ``argv``,
+``main`` lets an unexpected error propagate, so that the caller sees it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from glasscnn.cli import commands
 from glasscnn.io import CheckpointMismatchError
 
 DEBUG_VAR = "GLASSCNN_DEBUG"
+EXPECTED = (ValueError, KeyError, OSError, MemoryError, ImportError, RecursionError)
+"""Errors a user can cause (bad input, damaged files, the system): one line, exit 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +81,11 @@ def _silence_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``glasscnn`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run ``glasscnn`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Errors in ``EXPECTED``, Ctrl-C and a closed pipe end as one line and an exit code; any
+    other exception does too when ``argv`` is None (the program), and propagates otherwise.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -93,8 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nglasscnn {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:
+    except EXPECTED as err:
         if os.environ.get(DEBUG_VAR):
+            raise
+        print(f"glasscnn {args.command}: error: {error_message(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if argv is not None or os.environ.get(DEBUG_VAR):
             raise
         print(f"glasscnn {args.command}: error: {error_message(err)}", file=sys.stderr)
         return 1
