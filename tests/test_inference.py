@@ -21,7 +21,7 @@ from glasscnn.inference import (
     LoadedModel,
     Preprocessing,
     image_files,
-    load_model,
+    load_predictor,
     plot_predictions,
     predict,
     softmax,
@@ -196,7 +196,7 @@ def test_checkpoint_normalizer_classes_and_flags(tmp_path, mnist_sd, capsys):
                                       "input_shape": [1, 28, 28], "classes": list(FASHION)},
                                      mnist_sd, {"normalizer": norm.state_dict()}))
     pic = gray_png(tmp_path / "shoe.png")
-    loaded = load_model(path)
+    loaded = load_predictor(path)
     assert loaded.preprocessing.mean == (0.2860,) and loaded.classes == FASHION
     result = predict(loaded, [pic])
     model = models.mnist_net()
@@ -222,10 +222,10 @@ def test_best_weights_of_training_checkpoint(tmp_path, mnist_sd):
     best = {k: v * 0.5 for k, v in mnist_sd.items()}
     path = tmp_path / "run.npz"
     save_checkpoint(path, Checkpoint({"model": "mnist_net"}, mnist_sd, {"best": best}))
-    np.testing.assert_array_equal(load_model(path, best=True).model.state_dict()["fc2.weight"],
+    np.testing.assert_array_equal(load_predictor(path, best=True).model.state_dict()["fc2.weight"],
                                   best["fc2.weight"])
     with pytest.raises(ValueError, match="best"):
-        load_model(_plain(tmp_path, mnist_sd, ".npz"), "mnist_net", best=True)
+        load_predictor(_plain(tmp_path, mnist_sd, ".npz"), "mnist_net", best=True)
 
 
 def _plain(tmp_path: Path, sd: dict[str, np.ndarray], suffix: str) -> Path:
@@ -237,7 +237,7 @@ def _plain(tmp_path: Path, sd: dict[str, np.ndarray], suffix: str) -> Path:
 @pytest.mark.parametrize("suffix", [".npz", ".pth", ".safetensors"])
 def test_plain_state_dict_formats_use_the_recipe(tmp_path, mnist_sd, suffix):
     """mnist_net's recipe is seed-facts §2: (x/255 − 0.5)/0.5, digit class names."""
-    loaded = load_model(_plain(tmp_path, mnist_sd, suffix), "mnist_net")
+    loaded = load_predictor(_plain(tmp_path, mnist_sd, suffix), "mnist_net")
     assert loaded.preprocessing.mean == (0.5,) and loaded.classes == tuple("0123456789")
     x = np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28), dtype=np.uint8)
     ref = models.mnist_net()
@@ -312,16 +312,16 @@ def test_wrong_channel_count(seed_npz, mnist_sd, tmp_path, capsys):
     code, out, _ = run_cli(capsys, "predict", plain, color, "--model", "mnist_net", "--convert")
     assert code == 0 and out.startswith(str(color))
     with pytest.raises(ValueError, match=r"wrong channels"):
-        predict(load_model(plain, "mnist_net"), np.zeros((2, 3, 28, 28), np.uint8))
+        predict(load_predictor(plain, "mnist_net"), np.zeros((2, 3, 28, 28), np.uint8))
     with pytest.raises(ValueError, match=r"wrong size"):
-        predict(load_model(plain, "mnist_net"), np.zeros((2, 1, 32, 32), np.uint8))
+        predict(load_predictor(plain, "mnist_net"), np.zeros((2, 1, 32, 32), np.uint8))
 
 
 def test_checkpoint_of_another_architecture_lists_shapes(mnist_sd, cifar_pngs, tmp_path,
                                                          capsys):
     plain = _plain(tmp_path, mnist_sd, ".pth")
     with pytest.raises(CheckpointMismatchError) as info:
-        load_model(plain, "alexnet_cifar33")
+        load_predictor(plain, "alexnet_cifar33")
     message = str(info.value)
     assert message.startswith(f"{plain}: these weights do not fit the model 'alexnet_cifar33'")
     assert "conv1.weight: model (96, 3, 7, 7), file (4, 1, 5, 5)" in message
@@ -338,7 +338,7 @@ def test_plain_state_dict_needs_model(mnist_sd, tmp_path, capsys):
     odd = tmp_path / "weights.bin"
     odd.write_bytes(b"\0" * 16)
     with pytest.raises(ValueError, match=r"weights\.bin"):
-        load_model(odd, "mnist_net")
+        load_predictor(odd, "mnist_net")
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".pth"])
@@ -347,7 +347,7 @@ def test_truncated_checkpoint_names_file(mnist_sd, tmp_path, capsys, suffix):
     cut = tmp_path / f"cut{suffix}"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     with pytest.raises(CheckpointError) as info:
-        load_model(cut, "mnist_net")
+        load_predictor(cut, "mnist_net")
     assert str(cut) in str(info.value)
     png = gray_png(tmp_path / "d.png")
     code, out, err = run_cli(capsys, "predict", cut, png, "--model", "mnist_net")
@@ -362,7 +362,7 @@ def test_malicious_pth_runs_nothing(tmp_path, capsys):
                                                      protocol=2))
         zf.writestr("archive/version", b"3\n")
     with pytest.raises(UnsafePickleError) as info:
-        load_model(evil, "mnist_net")
+        load_predictor(evil, "mnist_net")
     assert str(evil) in str(info.value) and "nothing was executed" in str(info.value)
     code, _, err = run_cli(capsys, "predict", evil, gray_png(tmp_path / "d.png"), "--model",
                            "mnist_net")
@@ -398,3 +398,66 @@ def test_bad_arguments(rng):
         predict(model, [Path(__file__)])
     with pytest.raises(ValueError, match="mean and std together"):
         Preprocessing((1, 28, 28), mean=(0.5,))
+
+
+def test_load_model_gives_the_network_ready_for_predict(tmp_path, mnist_sd):
+    """glasscnn.loading.load_model: last or best weights of a training checkpoint, a plain
+    state_dict with a zoo name, or your own Module filled; predict reads pictures for it."""
+    from glasscnn.loading import load_model
+
+    norm = Normalizer((0.2860,), (0.3530,))
+    best = {k: v * 0.5 for k, v in mnist_sd.items()}
+    path = tmp_path / "run.npz"
+    save_checkpoint(path, Checkpoint({"model": "mnist_net", "model_kwargs": {},
+                                      "input_shape": [1, 28, 28], "classes": list(FASHION)},
+                                     mnist_sd, {"normalizer": norm.state_dict(), "best": best}))
+    net = load_model(path)
+    assert not any(m.training for _, m in net.named_modules())
+    np.testing.assert_array_equal(net.state_dict()["fc2.weight"], mnist_sd["fc2.weight"])
+    assert net.classes == FASHION and net.preprocessing.mean == (0.2860,)
+    np.testing.assert_array_equal(load_model(path, weights="best").state_dict()["fc2.weight"],
+                                  best["fc2.weight"])
+    pic = gray_png(tmp_path / "shoe.png")
+    want = predict(load_predictor(path), [pic]).logits
+    np.testing.assert_allclose(predict(net, pic).logits, want, rtol=1e-6)
+    own = load_model(path, models.mnist_net())
+    assert own.classes == FASHION
+    np.testing.assert_allclose(predict(own, pic).logits, want, rtol=1e-6)
+    plain = _plain(tmp_path, mnist_sd, ".safetensors")
+    net = load_model(plain, "mnist_net")
+    assert net.preprocessing.mean == (0.5,) and net.name == "mnist_net"
+    with pytest.raises(ValueError, match="names no model"):
+        load_model(plain)
+    with pytest.raises(ValueError, match="weights must be"):
+        load_model(path, weights="first")
+
+
+def test_predict_takes_pil_images_and_picture_arrays(tmp_path, cifar_pngs):
+    model = LoadedModel(models.alexnet_cifar33(rng=np.random.default_rng(0)),
+                        preprocessing=Preprocessing((3, 33, 33)))
+    with Image.open(cifar_pngs[0]) as img:
+        pil = img.convert("RGB")
+    by_file = predict(model, cifar_pngs[0]).logits
+    np.testing.assert_allclose(predict(model, pil).logits, by_file, rtol=1e-5, atol=1e-6)
+    hwc = np.asarray(pil)  # (32, 32, 3) uint8: read like the picture file
+    np.testing.assert_allclose(predict(model, hwc).logits, by_file, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predict(model, [hwc, pil]).logits[1], by_file[0], rtol=1e-5,
+                               atol=1e-6)
+    x = np.random.default_rng(1).random((33, 33, 3), dtype=np.float32)  # float HWC, scaled
+    np.testing.assert_allclose(predict(model, x).logits,
+                               predict(model, x.transpose(2, 0, 1)[None]).logits, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"shape \(5, 7\)|\(5, 7, 9\)"):
+        predict(model, np.zeros((5, 7, 9), np.uint8))
+
+
+def test_predictions_display_compactly_and_as_html(seed_npz, cifar_pngs):
+    result = predict(seed_npz, cifar_pngs, model_name="alexnet_cifar33", topk=3)
+    text = repr(result)
+    assert text.splitlines()[0] == "Predictions: 3 pictures, 10 classes"
+    assert len(text.splitlines()) == 4 and Path(cifar_pngs[0]).name in text
+    one = repr(result[0])
+    assert one.startswith("Prediction(") and "\n" not in one and result[0].label in one
+    page = result._repr_html_()
+    assert page.count("<tr>") == 4 and page.count('<img src="data:image/png;base64,') == 3
+    assert result[0].thumbnail.shape == (33, 33, 3) and result[0].thumbnail.dtype == np.uint8
+    assert result[0]._repr_html_().count("<img") == 1

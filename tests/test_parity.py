@@ -2,7 +2,7 @@
 
 For every zoo model the PyTorch twin (glasscnn.io.to_torch) is built with torch's own
 initialisation, its ``state_dict`` saved with ``torch.save``, and the file loaded into
-glasscnn by ``glasscnn.inference.load_model`` (which reads ``.pth`` without torch). Logits
+glasscnn by ``glasscnn.inference.load_predictor`` (which reads ``.pth`` without torch). Logits
 must agree to a relative 1e-4 (float32) and the argmax predictions exactly, on real
 Fashion-MNIST pictures (resized and replicated to the model's input by the model's own
 preprocessing) and on random inputs. ``pytest -s`` prints one table row per model.
@@ -20,7 +20,7 @@ import pytest
 from datasets_helper import load_or_skip
 
 from glasscnn import models
-from glasscnn.inference import load_model, predict
+from glasscnn.inference import load_predictor, predict
 from glasscnn.io import to_torch
 
 Image = pytest.importorskip("PIL.Image")
@@ -80,7 +80,7 @@ def test_zoo_model_matches_torch(name, kwargs, n_real, n_random, torch, fashion_
     twin.eval()
     path = tmp_path / f"{name}.pth"
     torch.save(twin.state_dict(), path)
-    loaded = load_model(path, name, kwargs)
+    loaded = load_predictor(path, name, kwargs)
     assert not any(m.training for _, m in loaded.model.named_modules())
     label = name + "".join(f" {k}={v}" for k, v in kwargs.items())
 
@@ -125,7 +125,7 @@ def test_mnist_net_trained_in_torch_1000_test_pictures(torch, fashion_test, tmp_
 
     test = fashion_test.images[:1000]  # (1000, 1, 28, 28) uint8
     truth = fashion_test.labels[:1000]
-    result = predict(load_model(path, "mnist_net"), test, batch_size=250)
+    result = predict(load_predictor(path, "mnist_net"), test, batch_size=250)
     with torch.no_grad():
         want = twin(torch.from_numpy((test / 255 - 0.5).astype(np.float32) / 0.5)).numpy()
     agree = int((result.labels == want.argmax(axis=1)).sum())

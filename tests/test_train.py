@@ -3,6 +3,7 @@ best weights, L2, normalisation on the training split only, the seeds' overfitti
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
@@ -16,16 +17,18 @@ from glasscnn.cli.main import main
 from glasscnn.data import Compose, DataLoader, Dataset, Normalizer, rescale
 from glasscnn.nn import CrossEntropyLoss
 from glasscnn.train import (
+    History,
     Recipe,
     Trainer,
     TrainingDiverged,
     confusion_matrix,
     evaluate_checkpoint,
+    fit,
     prepare,
     train_run,
 )
 from glasscnn.train.progress import PlainProgress, progress_factory
-from glasscnn.train.recipes import load_splits
+from glasscnn.train.recipes import load_splits, val_split_size
 
 CLASSES = tuple("abcd")
 
@@ -288,7 +291,7 @@ def test_train_run_writes_the_folder_and_refuses_to_overwrite(tmp_path):
     lines = []
     result = train_run(small_recipe(epochs=2), tmp_path / "run", log=lines.append,
                        datasets=datasets())
-    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    names = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != ".lock")
     assert names == ["checkpoint.npz", "confusion.png", "curves.png", "history.json"]
     for png in ("curves.png", "confusion.png"):
         assert (tmp_path / "run" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -372,3 +375,64 @@ def test_evaluate_rejects_mismatched_data(tmp_path):
               datasets=(synthetic(120, 0, hw=28), synthetic(20, 1, hw=28)))
     with pytest.raises(ValueError, match=r"trained on .'a', 'b'"):
         evaluate_checkpoint(tmp_path / "28" / "checkpoint.npz", data="fashion-mnist", limit=10)
+
+
+def test_train_limit_shrinks_the_validation_split_in_proportion():
+    full = synthetic(12000, 0, hw=4), synthetic(40, 1, hw=4)
+    train, val, _ = load_splits(small_recipe(val_size=None, train_limit=700), datasets=full)
+    assert len(train) == 700 and len(val) == 500  # 7,000 : 5,000 in full
+    assert val_split_size(small_recipe(val_size=None, train_limit=5500), 60000) == 500
+    assert val_split_size(small_recipe(val_size=None), 60000) == 5000
+    assert val_split_size(small_recipe(val_size=48, train_limit=10), 60000) == 48
+
+
+def test_history_shows_itself():
+    history = trainer_for(small_recipe(epochs=2, val_size=48)).fit(2)
+    assert isinstance(history, History) and isinstance(history, dict)
+    text = repr(history)
+    assert text.startswith("History(2 epochs: train loss") and "\n" not in text
+    assert "best" in text
+    json.dumps(history)  # still a plain dict for JSON
+    pytest.importorskip("matplotlib")
+    page = history._repr_html_()
+    assert '<img src="data:image/png;base64,' in page
+    png = base64.b64decode(page.split("base64,")[1].split('"')[0])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "no epoch finished" in repr(History())
+
+
+def test_fit_in_a_few_lines_then_predict():
+    from glasscnn.inference import predict
+
+    net = models.get("three_layer_convnet", in_channels=1, input_size=16, num_classes=4,
+                     hidden_dim=8, num_filters=4, rng=np.random.default_rng(0))
+    history = fit(net, datasets(), epochs=2, val_size=48, lr=3e-3, progress=False)
+    assert history.epochs == 2 and history.model is net and not net.training
+    assert 0 <= history.test_accuracy <= 1 and "test accuracy" in repr(history)
+    pics = datasets()[1].images[:3]  # (3, 1, 16, 16) uint8
+    result = predict(net, pics)
+    assert [p.label for p in result] and set(result.classes) == set(CLASSES)
+    by_name = fit("lenet_bn", datasets(), epochs=1, val_size=0, progress=False, dropout=0.0)
+    assert by_name.epochs == 1 and by_name.model.classes == CLASSES
+    with pytest.raises(ValueError, match="zoo model name"):
+        fit(net, datasets(), epochs=1, dropout=0.0)
+    wrong = models.get("three_layer_convnet", in_channels=1, input_size=16, num_classes=7)
+    with pytest.raises(ValueError, match="logits"):
+        fit(wrong, datasets(), epochs=1, val_size=48, progress=False)
+
+
+def test_progress_uses_tqdm_auto_in_a_notebook(monkeypatch):
+    pytest.importorskip("tqdm")
+    import sys
+    import types
+
+    shell = types.ModuleType("IPython")
+    shell.get_ipython = lambda: object()
+    monkeypatch.setitem(sys.modules, "IPython", shell)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    from glasscnn.train.progress import in_notebook
+
+    assert in_notebook()
+    bar = progress_factory()(range(3), 0, 1)
+    assert type(bar).__module__.startswith("tqdm")
+    bar.close()

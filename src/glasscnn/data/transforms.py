@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from glasscnn.data.datasets import Dataset
-from glasscnn.data.images import require_pillow
+from glasscnn.data.images import picture_array, require_pillow
 
 _CHUNK = 4096
 
@@ -319,9 +319,10 @@ def load_image(
 ) -> np.ndarray:
     """Read one picture and make it a network input: a batch of one, NCHW.
 
-    Steps: open with Pillow (PNG, JPEG, …), convert to ``mode``, resize to ``size`` with
-    ``resample``, divide by ``divisor``, HWC → CHW, add the batch axis. The seed-facts §1
-    pipeline is ``load_image(path, "RGB", 33)``: 32×32 → 33×33 Lanczos, /255.
+    Steps: open with Pillow (PNG, JPEG, …), convert to ``mode`` (16-bit grey scaled onto
+    0..255, alpha composited over black: ``glasscnn.data.images.picture_array``), resize
+    to ``size`` with ``resample``, divide by ``divisor``, HWC → CHW, add the batch axis.
+    The seed-facts §1 pipeline is ``load_image(path, "RGB", 33)``: 32×32 → 33×33 Lanczos, /255.
 
     Args:
         image: a path or an open ``PIL.Image.Image``.
@@ -336,21 +337,16 @@ def load_image(
     image_mod = require_pillow()
     if resample not in _RESAMPLE:
         raise ValueError(f"load_image: resample must be one of {_RESAMPLE}, got {resample!r}")
+    hw = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
     if isinstance(image, str | os.PathLike):
         try:
             with image_mod.open(image) as opened:
-                img = opened.convert(mode)
+                pixels = picture_array(opened, mode, hw, resample)  # (H, W, C)
         except (OSError, ValueError) as err:
             raise ValueError(f"load_image: {image}: unreadable image ({err})") from None
     else:
-        img = image.convert(mode)
-    if size is not None:
-        h, w = (size, size) if isinstance(size, int) else tuple(size)
-        img = img.resize((w, h), getattr(image_mod.Resampling, resample.upper()))
-    pixels = np.asarray(img)  # (H, W) or (H, W, C)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
+        pixels = picture_array(image, mode, hw, resample)
     batch = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None])  # (1, C, H, W)
     if divisor is None:
-        return batch
+        return batch if batch.dtype == np.uint8 else np.rint(batch).astype(np.uint8)
     return np.divide(batch, divisor, dtype=np.float32)

@@ -6,6 +6,7 @@ chart is drawn, and only its object API is used (no pyplot, no display needed).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,32 @@ def plot_curves(history: Mapping[str, Sequence[float]], path: str | os.PathLike,
                 title: str = "", test_accuracy: float | None = None) -> Path:
     """Draw loss and accuracy per epoch, train vs validation, into a PNG.
 
+    The figure is ``curves_figure``'s.
+
+    Args:
+        history: ``Trainer.history``.
+        path: the PNG to write (atomically).
+        title: figure title (e.g. ``"lenet_bn on fashion-mnist"``).
+        test_accuracy: final test accuracy in [0, 1], or None.
+
+    Returns:
+        The path written.
+    """
+    return _save(curves_figure(history, title, test_accuracy), path)
+
+
+def curves_png(history: Mapping[str, Sequence[float]], title: str = "",
+               test_accuracy: float | None = None) -> bytes:
+    """``curves_figure`` as PNG bytes (for a notebook's inline display)."""
+    buf = io.BytesIO()
+    curves_figure(history, title, test_accuracy).savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def curves_figure(history: Mapping[str, Sequence[float]], title: str = "",
+                  test_accuracy: float | None = None) -> Any:
+    """The learning-curves figure (a matplotlib ``Figure``, no pyplot).
+
     Left panel: the per-step training loss (light, smoothed), the per-epoch mean training
     loss and the validation loss. Right panel: training and validation accuracy in percent,
     the best validation epoch marked, and the test accuracy as a dashed line if given.
@@ -58,12 +85,11 @@ def plot_curves(history: Mapping[str, Sequence[float]], path: str | os.PathLike,
     Args:
         history: ``Trainer.history`` (``train_loss``, ``train_accuracy``, ``val_loss``,
             ``val_accuracy``, ``step_loss``).
-        path: the PNG to write (atomically).
-        title: figure title (e.g. ``"lenet_bn on fashion-mnist"``).
+        title: figure title.
         test_accuracy: final test accuracy in [0, 1], or None.
 
     Returns:
-        The path written.
+        The figure.
     """
     train_loss = np.asarray(history.get("train_loss", []), dtype=float)
     epochs = np.arange(1, train_loss.size + 1)
@@ -117,7 +143,7 @@ def plot_curves(history: Mapping[str, Sequence[float]], path: str | os.PathLike,
                 ax.set_xticks(epochs)
     if title:
         fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return fig
 
 
 def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | os.PathLike,

@@ -63,12 +63,22 @@ class PlainProgress:
             self.closed = True
 
 
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where tqdm.auto draws a widget bar)."""
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    return get is not None and get() is not None and "ipykernel" in sys.modules
+
+
 def progress_factory(enabled: bool = True, plain: bool = False, stream: TextIO | None = None
                      ) -> Callable[[Any, int, int], Any] | None:
-    """A progress factory for ``Trainer``: tqdm bars on a terminal, else ``PlainProgress``.
+    """A progress factory for ``Trainer``: tqdm bars on a terminal or in a notebook, else
+    ``PlainProgress``.
 
-    tqdm is used when it is installed and ``stream`` is a terminal; logs and pipes get
-    ``PlainProgress`` lines (a status line every 10 s and one at the end of each epoch).
+    tqdm is used when it is installed and ``stream`` is a terminal, or in a Jupyter
+    notebook (``tqdm.auto``: a widget bar, or tqdm's text bar without ipywidgets); logs
+    and pipes get ``PlainProgress`` lines (a status line every 10 s and one at the end of
+    each epoch).
 
     Args:
         enabled: ``False`` returns ``None`` (no progress output).
@@ -82,7 +92,12 @@ def progress_factory(enabled: bool = True, plain: bool = False, stream: TextIO |
         return None
     tqdm = None
     out = stream or sys.stderr
-    if not plain and getattr(out, "isatty", lambda: False)():
+    if not plain and in_notebook() and stream is None:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            tqdm = None
+    elif not plain and getattr(out, "isatty", lambda: False)():
         try:
             from tqdm import tqdm
         except ImportError:

@@ -46,7 +46,8 @@ class Recipe:
     """Everything that defines a training run, as plain JSON-able values.
 
     Attributes:
-        model: zoo name (``glasscnn.models.REGISTRY``).
+        model: zoo name (``glasscnn.models.REGISTRY``), or ``""`` for a Module of your
+            own given to ``prepare(..., model=)`` (``glasscnn.train.fit`` does that).
         data: ``fashion-mnist``, ``mnist`` or ``cifar10``.
         epochs: total epochs.
         batch_size: training batch size (evaluation uses 500).
@@ -64,7 +65,8 @@ class Recipe:
         augment: ``none``, ``crop`` (random crop after padding by 2 for 28×28, 4 for 32×32)
             or ``crop-flip`` (and left-right flips).
         val_size: examples held out of the training split for validation; None: 5000 for
-            (Fashion-)MNIST, 1000 for CIFAR-10 (the seeds' 49k/1k); 0: none.
+            (Fashion-)MNIST, 1000 for CIFAR-10 (the seeds' 49k/1k), shrunk in proportion
+            when ``train_limit`` is set (55,000 : 5,000 becomes 5,500 : 500); 0: none.
         seed: seeds the split, the shuffling, augmentation, weight init and dropout.
         train_limit: keep only this many training examples (quick runs), or None.
         test_limit: evaluate on only the first this many test examples, or None.
@@ -100,7 +102,14 @@ class Recipe:
             if value not in allowed:
                 raise ValueError(f"Recipe: {name} must be one of {', '.join(allowed)}; "
                                  f"got {value!r}")
-        models.default_input_shape(self.model)
+        if self.model or self.model_kwargs:
+            models.default_input_shape(self.model)
+            params = inspect.signature(models.REGISTRY[self.model][0]).parameters
+            unknown = sorted(set(self.model_kwargs) - set(params))
+            if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                raise ValueError(f"Recipe: model {self.model} takes no argument "
+                                 f"{', '.join(map(repr, unknown))}; its arguments are "
+                                 f"{', '.join(params)}")
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"Recipe: {name} must be >= 1, got {getattr(self, name)}")
@@ -180,7 +189,8 @@ def load_splits(recipe: Recipe, root: str | os.PathLike[str] | None = None,
 
     The validation examples are drawn with ``recipe.seed`` from the training split;
     ``train_limit`` then keeps the first examples of what remains, ``test_limit`` the first
-    test examples.
+    test examples. With ``train_limit`` and the default ``val_size``, the validation split
+    shrinks in proportion (``val_split_size``).
 
     Args:
         recipe: names the data set and the split sizes.
@@ -195,7 +205,7 @@ def load_splits(recipe: Recipe, root: str | os.PathLike[str] | None = None,
     else:
         train, test = datasets
     val = None
-    val_size = recipe.resolved_val_size()
+    val_size = val_split_size(recipe, len(train))
     if val_size:
         train, val = train_val_split(train, val_size, seed=recipe.seed)
     if recipe.train_limit is not None:
@@ -203,6 +213,20 @@ def load_splits(recipe: Recipe, root: str | os.PathLike[str] | None = None,
     if recipe.test_limit is not None:
         test = test.subset(slice(0, int(recipe.test_limit)), "test")
     return train, val, test
+
+
+def val_split_size(recipe: Recipe, n_train: int) -> int:
+    """The validation examples a run holds out of ``n_train`` training examples.
+
+    ``recipe.val_size`` when given; else the data set's default (``resolved_val_size``),
+    scaled by ``train_limit / (n_train − default)`` when ``train_limit`` is set, so that a
+    quick run keeps the full run's train : validation ratio (at least 1 example).
+    """
+    size = recipe.resolved_val_size()
+    if recipe.val_size is not None or recipe.train_limit is None or not size:
+        return size
+    rest = max(n_train - size, 1)
+    return max(1, min(size, round(size * int(recipe.train_limit) / rest)))
 
 
 def fit_normalizer(method: str, train_images: np.ndarray) -> Normalizer | None:
@@ -333,7 +357,8 @@ def make_schedule(recipe: Recipe, optimizer: optim.Optimizer, steps_per_epoch: i
 
 
 def prepare(recipe: Recipe, root: str | os.PathLike[str] | None = None,
-            datasets: tuple[Dataset, Dataset] | None = None) -> Setup:
+            datasets: tuple[Dataset, Dataset] | None = None, model: Module | None = None
+            ) -> Setup:
     """Build everything a run of ``recipe`` needs.
 
     Args:
@@ -341,6 +366,8 @@ def prepare(recipe: Recipe, root: str | os.PathLike[str] | None = None,
         root: data folder (default: the usual search path, see docs/data.md).
         datasets: ``(train, test)`` uint8 data sets to use instead of loading ``recipe.data``
             (its name still goes into the checkpoint).
+        model: a network of your own to train instead of building ``recipe.model`` (it
+            must take the data's (C, H, W) and give one logit per class).
 
     Returns:
         A ``Setup``; train it with ``Trainer(setup.model, setup.optimizer, ...)`` or
@@ -359,7 +386,20 @@ def prepare(recipe: Recipe, root: str | os.PathLike[str] | None = None,
     val_loader = (None if val is None else
                   DataLoader(val, EVAL_BATCH, shuffle=False, transform=evaluate))
     test_loader = DataLoader(test, EVAL_BATCH, shuffle=False, transform=evaluate)
-    model, kwargs = build_model(recipe, input_shape, len(train.classes))
+    if model is None:
+        if not recipe.model:
+            raise ValueError("prepare: the recipe names no zoo model; pass model=")
+        model, kwargs = build_model(recipe, input_shape, len(train.classes))
+    else:
+        kwargs = {}
+        try:
+            out = tuple(model.output_shape((1, *input_shape)))
+        except NotImplementedError:
+            out = (1, len(train.classes))
+        if out != (1, len(train.classes)):
+            raise ValueError(f"prepare: the model maps (1, {', '.join(map(str, input_shape))}) "
+                             f"to {out}, but {recipe.data} needs (1, {len(train.classes)}) "
+                             "logits")
     optimizer = make_optimizer(recipe, model.parameters())
     schedule, interval = make_schedule(recipe, optimizer, len(train_loader))
     meta = {"model": recipe.model, "model_kwargs": kwargs, "input_shape": list(input_shape),

@@ -7,24 +7,109 @@ folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from glasscnn.checkpoint import atomic_write, load_checkpoint
+from glasscnn.checkpoint import atomic_write
 from glasscnn.data import Dataset
+from glasscnn.loading import read_checkpoint
 from glasscnn.train.recipes import Recipe, Setup, prepare
 from glasscnn.train.trainer import Trainer
 
 CHECKPOINT, HISTORY, CURVES, CONFUSION = ("checkpoint.npz", "history.json", "curves.png",
                                           "confusion.png")
+LOCK = ".lock"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``train_run``: says truthfully what can be resumed.
+
+    Attributes:
+        checkpoint: the checkpoint to continue with ``resume=True``, or None when this run
+            has none (interrupted in its first epoch).
+        epoch: the epochs that checkpoint holds (0 when None).
+        stale: a checkpoint left in the folder by an earlier run that this one (started
+            with ``overwrite``) had not yet replaced, or None.
+    """
+
+    def __init__(self, checkpoint: Path | None, epoch: int, stale: Path | None = None) -> None:
+        super().__init__(checkpoint, epoch, stale)
+        self.checkpoint, self.epoch, self.stale = checkpoint, epoch, stale
+
+
+class FolderInUse(ValueError):
+    """Another process is training into the run folder (it holds ``OUT/.lock``)."""
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out/.lock`` while the block runs.
+
+    The lock is ``fcntl.flock`` on an open file, so the system releases it when the process
+    ends in any way (a crash or a kill leaves no stale lock). On systems without ``fcntl``
+    nothing is locked.
+
+    Raises:
+        FolderInUse: another process holds the lock (the message gives its process id).
+        OSError: the folder cannot be written (permission, read-only file system).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise FolderInUse(f"{out} is in use: another glasscnn train (process {holder}) is "
+                              "writing into it; wait for it to finish or choose another "
+                              "--out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def prepare_folder(out: str | os.PathLike) -> Path:
+    """Check that ``out`` can be a run folder and create it.
+
+    Raises:
+        ValueError: ``out`` is an existing file.
+        OSError: it cannot be created or written (the message names it).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a folder: choose another --out for the run")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(13, "Permission denied (the run folder is not writable)", str(out))
+    return out
+
+
+def check_free_space(out: Path, bytes_needed: int) -> None:
+    """Refuse to start when the disk holding ``out`` has less room than a checkpoint needs.
+
+    Raises:
+        OSError: ENOSPC, naming the folder, the room left and the room needed.
+    """
+    free = shutil.disk_usage(out).free
+    if free < bytes_needed:
+        raise OSError(28, f"No space left on device: {free / 2**20:.1f} MiB free, a checkpoint "
+                          f"needs about {bytes_needed / 2**20:.1f} MiB", str(out))
 
 
 @dataclass
@@ -40,6 +125,7 @@ class RunResult:
             accuracy and that accuracy (0 and NaN without validation).
         train_seconds: wall-clock time of the epochs run in this call.
         files: the files written.
+        history: the per-epoch history (a ``History``: shows its curves in a notebook).
     """
 
     out: Path
@@ -51,6 +137,7 @@ class RunResult:
     best_val_accuracy: float
     train_seconds: float
     files: list[Path] = field(default_factory=list)
+    history: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -68,7 +155,7 @@ def check_resume(recipe: Recipe, checkpoint: Path) -> int:
         FileNotFoundError: no checkpoint there.
         ValueError: the checkpoint's recipe differs (the message lists each difference).
     """
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = read_checkpoint(checkpoint)
     if "recipe" not in ckpt.meta or "training" not in ckpt.meta:
         raise ValueError(f"{checkpoint}: not a checkpoint written by glasscnn train; "
                          "cannot resume from it")
@@ -147,12 +234,30 @@ def train_run(
     Returns:
         A ``RunResult``.
 
+    The folder is locked while the run lasts (``OUT/.lock``, released by the system when
+    the process ends, even by a crash), so a second run into it is refused.
+
     Raises:
-        ValueError: ``out`` holds a checkpoint and neither ``resume`` nor ``overwrite`` is
-            set, or the checkpoint's recipe differs.
+        ValueError: ``out`` is a file; it holds a checkpoint and neither ``resume`` nor
+            ``overwrite`` is set; the checkpoint's recipe differs; another run holds the
+            folder (``FolderInUse``).
+        OSError: the folder cannot be written, or the disk is full (checked before
+            training for one checkpoint's size; a later failure keeps the last checkpoint).
         TrainingDiverged: the loss became non-finite (the last checkpoint is kept).
+        RunInterrupted: Ctrl-C; says which checkpoint (if any) can be resumed.
     """
-    out = Path(out)
+    out = prepare_folder(out)
+    with folder_lock(out):
+        return _train_locked(recipe, out, resume, overwrite, root, progress, log, plots,
+                             datasets)
+
+
+def _train_locked(
+    recipe: Recipe, out: Path, resume: bool, overwrite: bool,
+    root: str | os.PathLike | None, progress: Callable[[Any, int, int], Any] | None,
+    log: Callable[[str], None], plots: bool, datasets: tuple[Dataset, Dataset] | None,
+) -> RunResult:
+    """``train_run`` once the folder is checked and locked."""
     ckpt_path = out / CHECKPOINT
     done = 0
     if resume:
@@ -163,7 +268,8 @@ def train_run(
     setup = prepare(recipe, root, datasets)
     for line in describe(setup):
         log(line)
-    out.mkdir(parents=True, exist_ok=True)
+    weight_bytes = sum(p.data.nbytes for p in setup.model.parameters())
+    check_free_space(out, 4 * weight_bytes + 2**20)
     title = f"{recipe.model} on {recipe.data}"
     history_doc: dict[str, Any] = {"recipe": recipe.to_dict(), "model_kwargs": setup.model_kwargs,
                                    "classes": setup.meta["classes"]}
@@ -184,7 +290,12 @@ def train_run(
     if resume:
         log(f"resuming {ckpt_path} after epoch {done} of {recipe.epochs}")
     start = time.perf_counter()
-    trainer.fit(recipe.epochs, resume=ckpt_path if resume else None)
+    try:
+        trainer.fit(recipe.epochs, resume=ckpt_path if resume else None)
+    except KeyboardInterrupt:
+        saved = trainer.saved_epoch or done
+        stale = ckpt_path if not saved and ckpt_path.exists() else None
+        raise RunInterrupted(ckpt_path if saved else None, saved, stale) from None
     seconds = time.perf_counter() - start
     test = trainer.evaluate(setup.test_loader, confusion=True)
     best_val = trainer.best_accuracy if trainer.best_state is not None else math.nan
@@ -204,7 +315,8 @@ def train_run(
         files.append(plot_confusion(test["confusion"], setup.meta["classes"], out / CONFUSION,
                                     f"{title} (test)"))
     return RunResult(out, test["loss"], test["accuracy"], test["confusion"],
-                     list(setup.meta["classes"]), trainer.best_epoch, best_val, seconds, files)
+                     list(setup.meta["classes"]), trainer.best_epoch, best_val, seconds, files,
+                     trainer.history)
 
 
 def evaluate_checkpoint(
@@ -233,7 +345,7 @@ def evaluate_checkpoint(
     from glasscnn.data import DataLoader, load
     from glasscnn.train.recipes import checkpoint_preprocessing
 
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = read_checkpoint(checkpoint)
     data = data or ckpt.meta.get("data")
     if data is None:
         raise ValueError(f"{checkpoint}: the checkpoint names no data set; pass --data")

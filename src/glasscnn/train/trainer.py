@@ -13,6 +13,7 @@ import numpy as np
 from glasscnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from glasscnn.nn import CrossEntropyLoss, Module
 from glasscnn.optim import clip_grad_norm_
+from glasscnn.train.history import History
 from glasscnn.train.state import flatten, unflatten
 
 POSTFIX_SECONDS = 0.5
@@ -74,6 +75,9 @@ class Trainer:
             (0-based epoch and step); an exception raised there interrupts training.
         on_epoch: called after every epoch (after validation and the checkpoint) as
             ``on_epoch(trainer, record)`` with the epoch's numbers (see ``fit``).
+
+    ``saved_epoch`` is the epoch count held by the last checkpoint this trainer wrote or
+    resumed from (0: none).
     """
 
     def __init__(
@@ -109,10 +113,8 @@ class Trainer:
         self.best_accuracy = -1.0
         self.best_epoch = 0
         self.best_state: dict[str, np.ndarray] | None = None
-        self.history: dict[str, list[float]] = {
-            "train_loss": [], "train_accuracy": [], "val_loss": [], "val_accuracy": [],
-            "lr": [], "epoch_seconds": [], "images_per_second": [], "step_loss": [],
-        }
+        self.history = History()
+        self.saved_epoch = 0
         self._weights = [p for n, p in model.named_parameters() if p.data.ndim >= 2]
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
@@ -190,7 +192,7 @@ class Trainer:
             [self.model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
 
-    def fit(self, epochs: int, resume: str | Path | None = None) -> dict[str, list[float]]:
+    def fit(self, epochs: int, resume: str | Path | None = None) -> History:
         """Train until ``epochs`` epochs are done (counting those of a resumed run).
 
         After each epoch the checkpoint (if any) is written, then ``on_epoch`` is called with
@@ -203,9 +205,10 @@ class Trainer:
                 training goes on from the start of the epoch after the one it holds.
 
         Returns:
-            The history: per-epoch ``train_loss``, ``train_accuracy``, ``val_loss``,
-            ``val_accuracy``, ``lr``, ``epoch_seconds``, ``images_per_second``, and the
-            per-step ``step_loss``.
+            The history (a ``History``, a dict that draws its curves in a notebook):
+            per-epoch ``train_loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy``,
+            ``lr``, ``epoch_seconds``, ``images_per_second``, and the per-step
+            ``step_loss``.
 
         Raises:
             TrainingDiverged: the loss became non-finite (the last checkpoint is kept).
@@ -321,6 +324,7 @@ class Trainer:
             groups["best"] = self.best_state
         save_checkpoint(path, Checkpoint({**self.meta, "training": training},
                                          self.model.state_dict(), groups))
+        self.saved_epoch = self.epoch
 
     def load(self, path: str | Path) -> None:
         """Restore everything ``save`` wrote, so that training continues bit for bit.
@@ -345,7 +349,8 @@ class Trainer:
                                f"it has {sorted(generators)}")
             g.bit_generator.state = generators[name]
         self.epoch = training["epoch"]
-        self.history = training["history"]
+        self.history = History(training["history"])
+        self.saved_epoch = self.epoch
         self.best_accuracy = training["best_accuracy"]
         self.best_epoch = training.get("best_epoch", 0)
         self.best_state = ckpt.groups.get("best")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from glasscnn.analysis import PRESETS, Report, analyze, compare_rows, compare_table
+from glasscnn.data.images import IMAGE_SUFFIXES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,10 +41,10 @@ def _one(model: str, args: argparse.Namespace) -> Report:
     kwargs = {"batch_size": args.batch, "counting": args.counting, "measure": args.measure,
               "repeat": args.repeat}
     if model.endswith(".npz") or Path(model).is_file():
-        from glasscnn.checkpoint import load_checkpoint
+        from glasscnn.loading import read_checkpoint
         from glasscnn.models import default_input_shape
 
-        ckpt = load_checkpoint(model)
+        ckpt = read_checkpoint(model)
         net = ckpt.build_model()
         shape = args.input or ckpt.meta.get("input_shape") or default_input_shape(
             ckpt.meta["model"])
@@ -65,10 +66,18 @@ def run(args: argparse.Namespace) -> int:
     names = ([args.model] if args.model else []) + (args.compare or [])
     if not names:
         raise ValueError("analyze: name a model (or several with --compare)")
+    if args.plots:
+        plots_dir = Path(args.plots)
+        if plots_dir.exists() and not plots_dir.is_dir():
+            raise ValueError(f"--plots {plots_dir} is a file; --plots takes a folder for the "
+                             "charts")
+        if not plots_dir.exists() and plots_dir.suffix.lower() in IMAGE_SUFFIXES:
+            raise ValueError(f"--plots {plots_dir} looks like a file name; --plots takes a "
+                             "folder (the charts are several PNGs), e.g. --plots charts")
     reports = [_one(name, args) for name in names]
     if args.compare:
         if args.format == "json":
-            print(json.dumps([r.to_dict() for r in reports], indent=2))
+            print(json.dumps([r.to_dict() for r in reports], indent=2, allow_nan=False))
         elif args.format == "csv":
             rows = compare_rows(reports)
             buf = io.StringIO()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from glasscnn.inference import output_file
 from glasscnn.train.recipes import DATASETS
 from glasscnn.train.run import evaluate_checkpoint
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=500, help="default 500")
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("--png", help="confusion-matrix PNG (default: confusion_<data>_<split>.png "
-                                 "next to the checkpoint)")
+                                 "next to the checkpoint; a folder gets that name inside)")
     p.add_argument("--no-plots", action="store_true", help="do not draw the PNG")
     p.set_defaults(func=run)
 
@@ -51,6 +52,9 @@ def format_confusion(matrix: np.ndarray, classes: list[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print accuracy and the confusion matrix; write the PNG."""
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise ValueError(f"--batch-size and --limit must be >= 1, got {args.batch_size} and "
+                         f"{args.limit}")
     result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.weights,
                                  args.data_root, args.batch_size, args.limit)
     matrix, classes = result["confusion"], result["classes"]
@@ -61,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plots:
         from glasscnn.train.plots import plot_confusion
 
-        png = args.png or Path(args.checkpoint).with_name(
-            f"confusion_{result['data']}_{args.split}.png")
+        name = f"confusion_{result['data']}_{args.split}.png"
+        png = output_file(args.png, name) if args.png else Path(args.checkpoint).with_name(name)
         plot_confusion(matrix, classes, png,
                        f"{Path(args.checkpoint).name} on {result['data']} {args.split}")
         print(f"wrote {png}")

@@ -10,7 +10,7 @@ import numpy as np
 
 from glasscnn import models
 from glasscnn.cli.commands.predict import parse_model_args
-from glasscnn.inference import LoadedModel, load_model
+from glasscnn.inference import LoadedModel, load_predictor
 from glasscnn.io.onnx_export import DEFAULT_OPSET, export_onnx
 
 
@@ -18,13 +18,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``export`` sub-command."""
     p = sub.add_parser(
         "export", help="export a zoo model and its weights to ONNX",
-        description="CHECKPOINT is a glasscnn checkpoint or a plain state_dict (.npz, "
-                    ".pth/.pt, .safetensors). The graph is the model in evaluation mode "
+        description="CHECKPOINT is a glasscnn checkpoint (it names its model) or a plain "
+                    "state_dict (.npz, .pth/.pt, .safetensors) with the model named before it "
+                    "or by --model. The graph is the model in evaluation mode "
                     "(batch norm with running statistics, no dropout), batch axis symbolic. "
                     "Needs the onnx package (pip install 'glasscnn[onnx]').",
     )
-    p.add_argument("model", choices=list(models.REGISTRY), help="zoo model")
-    p.add_argument("checkpoint", help="checkpoint or state_dict file")
+    p.add_argument("first", metavar="[MODEL] CHECKPOINT",
+                   help="checkpoint or state_dict file, optionally after the zoo model name")
+    p.add_argument("second", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("--model", choices=list(models.REGISTRY),
+                   help="zoo model (default: the one the checkpoint names)")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="file to write")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="model builder argument, e.g. depth=8 (repeatable)")
@@ -53,8 +57,15 @@ def _verify(loaded: LoadedModel, path: str, input_shape: tuple[int, int, int]) -
 
 def run(args: argparse.Namespace) -> int:
     """Load the weights, export, optionally verify; 1 when onnx(runtime) is missing."""
-    loaded = load_model(args.checkpoint, args.model, parse_model_args(args.model_arg),
-                        args.strip_prefix)
+    model, checkpoint = args.model, args.first
+    if args.second is not None:
+        if args.first not in models.REGISTRY:
+            raise ValueError(f"export: {args.first!r} is not a zoo model (one of "
+                             f"{', '.join(models.REGISTRY)}); give CHECKPOINT alone or "
+                             "MODEL CHECKPOINT")
+        model, checkpoint = args.first, args.second
+    loaded = load_predictor(checkpoint, model, parse_model_args(args.model_arg),
+                            args.strip_prefix)
     shape = loaded.preprocessing.input_shape
     meta = {"model": loaded.name, "model_kwargs": json.dumps(loaded.model_kwargs),
             "classes": json.dumps(list(loaded.classes)),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from glasscnn.analysis.inspect import inspect_checkpoint
+from glasscnn.loading import read_checkpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the PNGs and print the prediction."""
-    result = inspect_checkpoint(args.checkpoint, args.image, args.out, args.maps, args.top)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; inspect writes several PNGs into a folder")
+    if args.image is not None and not Path(args.image).is_file():
+        raise FileNotFoundError(f"{args.image}: no such picture file")
+    if args.maps < 1 or args.top < 1:
+        raise ValueError(f"--maps and --top must be >= 1, got {args.maps} and {args.top}")
+    result = inspect_checkpoint(read_checkpoint(args.checkpoint), args.image, out, args.maps,
+                                args.top)
     for path in [result["filters"], *result["feature_maps"], result["probabilities"]]:
         if path is not None:
             print(f"wrote {path}")

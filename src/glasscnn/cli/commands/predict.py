@@ -13,8 +13,10 @@ from glasscnn import models
 from glasscnn.data.datasets import SPECS
 from glasscnn.data.images import IMAGE_SUFFIXES
 from glasscnn.inference import (
+    MAX_INPUT_SIDE,
     image_files,
-    load_model,
+    load_predictor,
+    output_file,
     plot_predictions,
     predict,
     with_overrides,
@@ -43,10 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="use a training checkpoint's best-validation weights")
     p.add_argument("--topk", type=int, default=5, help="classes listed per picture (5)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--show", metavar="OUT.png", help="write the pictures with their top-k bars")
+    p.add_argument("--show", metavar="OUT.png", help="write the pictures with their top-k bars "
+                                                     "(a folder gets predictions.png inside)")
     p.add_argument("--batch-size", type=int, default=64, help="pictures per forward pass (64)")
     p.add_argument("--size", type=int, nargs="+", metavar="N",
-                   help="input H [W] (default: the model's)")
+                   help=f"input H [W], at most {MAX_INPUT_SIDE} (default: the model's)")
     p.add_argument("--resample", help="resize filter (default lanczos)",
                    choices=["nearest", "box", "bilinear", "hamming", "bicubic", "lanczos"])
     p.add_argument("--mean", type=float, nargs="+", help="per-channel mean, after /255")
@@ -98,16 +101,29 @@ def _print_text(result: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Classify every picture; print text or JSON; 1 when some picture could not be read."""
-    loaded = load_model(args.checkpoint, args.model, parse_model_args(args.model_arg),
-                        args.strip_prefix, args.best)
+    if args.size and (len(args.size) > 2 or not 0 < min(args.size) <= max(args.size)
+                      <= MAX_INPUT_SIDE):
+        raise ValueError(f"--size: give H or H W, each from 1 to {MAX_INPUT_SIDE}, got "
+                         f"{' '.join(map(str, args.size))}")
+    if args.topk < 1 or args.batch_size < 1:
+        raise ValueError(f"--topk and --batch-size must be >= 1, got {args.topk} and "
+                         f"{args.batch_size}")
+    show = None if args.show is None else output_file(args.show, "predictions.png")
+    if show is not None and show.is_dir():
+        raise ValueError(f"--show: {show} is a folder; name the PNG to write")
+    loaded = load_predictor(args.checkpoint, args.model, parse_model_args(args.model_arg),
+                            args.strip_prefix, args.best)
     pre = loaded.preprocessing
     if args.no_normalize:
         pre = dataclasses.replace(pre, mean=None, std=None, mean_image=None)
     if args.size:
-        if len(args.size) > 2:
-            raise ValueError(f"--size: give H or H W, got {args.size}")
         h, w = (args.size * 2)[:2]
         pre = with_overrides(pre, input_shape=(pre.input_shape[0], h, w))
+        try:
+            loaded.model.output_shape((1, *pre.input_shape))
+        except ValueError as err:
+            raise ValueError(f"--size {h} {w}: {loaded.name or 'the model'} cannot take "
+                             f"{h}×{w} inputs ({err})") from None
     pre = with_overrides(pre, resample=args.resample, convert_channels=args.convert or None,
                          mean=None if args.mean is None else tuple(args.mean),
                          std=None if args.std is None else tuple(args.std))
@@ -120,13 +136,14 @@ def run(args: argparse.Namespace) -> int:
                      keep_pictures=bool(args.show))
     header = (f"{loaded.name} from {loaded.source}; input {pre.describe()}; "
               f"{len(result)} of {len(files)} pictures classified")
+    note = None if args.classes else loaded.classes_note or None
     if args.json:
         doc = {"model": loaded.name, "model_kwargs": loaded.model_kwargs,
-               "checkpoint": loaded.source, **result.to_dict(),
+               "checkpoint": loaded.source, **result.to_dict(), "classes_note": note,
                "skipped": [str(f) for f in skipped]}
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(doc, indent=2, allow_nan=False))
     else:
-        print(header, file=sys.stderr)
+        print(header + (f"; classes: {note}" if note else ""), file=sys.stderr)
         _print_text(result)
     for _, message in result.errors:
         print(f"glasscnn predict: skipped: {message}", file=sys.stderr)
@@ -134,6 +151,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"glasscnn predict: ignored {len(skipped)} file(s) in folders that are not "
               f"pictures by their suffix: {', '.join(map(str, skipped[:5]))}"
               + (" …" if len(skipped) > 5 else ""), file=sys.stderr)
-    if args.show and len(result):
-        print(f"wrote {plot_predictions(result, args.show)}", file=sys.stderr)
+    if show is not None and len(result):
+        print(f"wrote {plot_predictions(result, show)}", file=sys.stderr)
     return 1 if result.errors or not len(result) else 0

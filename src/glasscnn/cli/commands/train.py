@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from glasscnn import models
 from glasscnn.train import TrainingDiverged
@@ -18,7 +19,7 @@ from glasscnn.train.recipes import (
     SCHEDULES,
     Recipe,
 )
-from glasscnn.train.run import train_run
+from glasscnn.train.run import CHECKPOINT, RunInterrupted, train_run
 
 
 def _model_arg(text: str) -> tuple[str, object]:
@@ -37,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train", help="train a zoo model on Fashion-MNIST, MNIST or CIFAR-10",
         description="Train MODEL with a progress bar per epoch; write OUT/checkpoint.npz "
                     "(after every epoch), OUT/history.json, OUT/curves.png and "
-                    "OUT/confusion.png, and print the test accuracy. See docs/training.md.",
+                    "OUT/confusion.png, and print the test accuracy. Without --out, OUT is "
+                    "runs/MODEL-N (the next free N). See docs/training.md.",
     )
     p.add_argument("model", choices=list(models.REGISTRY), metavar="MODEL",
                    help=f"zoo model: {', '.join(models.REGISTRY)}")
@@ -62,8 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", choices=AUGMENTATIONS, default="none",
                    help="random crops (and flips) of the training images (default none)")
     p.add_argument("--val-size", type=int,
-                   help="validation images held out of the training split "
-                        "(default 5000; 1000 for cifar10; 0 for none)")
+                   help="validation images held out of the training split (default 5000; "
+                        "1000 for cifar10; shrunk in proportion with --train-limit; 0: none)")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds split, shuffling, init, dropout (default 0)")
     p.add_argument("--train-limit", type=int, help="use only this many training images")
@@ -71,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-arg", action="append", type=_model_arg, default=[],
                    metavar="KEY=VALUE",
                    help="extra builder argument, e.g. dropout=0 or batchnorm=false (repeat)")
-    p.add_argument("--out", required=True, help="run folder, e.g. runs/lenet_bn")
+    p.add_argument("--out", help="run folder (default: runs/MODEL-N, the next free N)")
     p.add_argument("--resume", action="store_true",
                    help="continue OUT/checkpoint.npz (same options; --epochs may grow)")
     p.add_argument("--overwrite", action="store_true",
@@ -93,21 +95,54 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     )
 
 
+def next_run_folder(model: str, parent: str | Path = "runs") -> Path:
+    """``parent/MODEL-N`` for the smallest N >= 1 that does not exist yet."""
+    n = 1
+    while (Path(parent) / f"{model}-{n}").exists():
+        n += 1
+    return Path(parent) / f"{model}-{n}"
+
+
+def interrupted_message(err: RunInterrupted, out: Path) -> str:
+    """What Ctrl-C leaves behind, truthfully: the epoch to resume from, or nothing."""
+    if err.checkpoint is not None:
+        return (f"interrupted; {err.checkpoint} holds epoch {err.epoch}: continue with the "
+                f"same command and --resume")
+    if err.stale is not None:
+        return (f"interrupted in the first epoch: nothing of this run was saved; "
+                f"{err.stale} is still the earlier run's; start again with --overwrite")
+    return (f"interrupted in the first epoch: no checkpoint was written to {out}; start "
+            "again with the same command")
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, print one line per epoch and a summary; 1 on divergence, 130 on Ctrl-C."""
     recipe = recipe_from_args(args)
+    if args.out is None:
+        if args.resume:
+            raise ValueError("--resume needs --out: the run folder to continue")
+        args.out = str(next_run_folder(recipe.model))
+        print(f"run folder: {args.out}", flush=True)
+    out = Path(args.out)
     start = time.perf_counter()
     try:
-        result = train_run(recipe, args.out, resume=args.resume, overwrite=args.overwrite,
+        result = train_run(recipe, out, resume=args.resume, overwrite=args.overwrite,
                            root=args.data_root, progress=progress_factory(not args.no_progress),
                            log=lambda line: print(line, flush=True), plots=not args.no_plots)
     except TrainingDiverged as err:
         print(f"glasscnn train: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"\nglasscnn train: interrupted; the checkpoint of the last finished epoch is in "
-              f"{args.out}; continue with the same command and --resume", file=sys.stderr)
+    except RunInterrupted as err:
+        print(f"\nglasscnn train: {interrupted_message(err, out)}", file=sys.stderr)
         return 130
+    except OSError as err:
+        if isinstance(err, FileNotFoundError) or not err.strerror:
+            raise
+        kept = (f"; {out / CHECKPOINT} (the last finished epoch) is unchanged"
+                if (out / CHECKPOINT).exists() else "")
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"glasscnn train: error: {where}{err.strerror}{kept}", file=sys.stderr)
+        return 1
     total = time.perf_counter() - start
     print(f"test accuracy: {100 * result.test_accuracy:.2f}% "
           f"({int(result.confusion.trace()):,}/{int(result.confusion.sum()):,}), "
