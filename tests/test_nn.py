@@ -486,3 +486,64 @@ def test_load_state_dict_refuses_non_real_arrays_and_copies_nothing(bad):
         layer.load_state_dict(sd)
     after = layer.state_dict()
     assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+# every Module class glasscnn.nn exports (containers included): a builder and an input shape
+INTEGER_CASES = {
+    "AdaptiveAvgPool2d": (lambda d: nn.AdaptiveAvgPool2d((2, 3)), (2, 3, 5, 7)),
+    "AvgPool2d": (lambda d: nn.AvgPool2d(2, 1, padding=1), (2, 3, 5, 4)),
+    "BatchNorm1d": (lambda d: nn.BatchNorm1d(5, dtype=d), (4, 5)),
+    "BatchNorm2d": (lambda d: nn.BatchNorm2d(3, dtype=d), (2, 3, 4, 5)),
+    "Conv2d": (lambda d: nn.Conv2d(3, 4, 3, padding=1, dtype=d), (2, 3, 5, 6)),
+    "Dropout": (lambda d: nn.Dropout(0.5, seed=3), (4, 6)),
+    "Flatten": (lambda d: nn.Flatten(), (2, 3, 2, 2)),
+    "Linear": (lambda d: nn.Linear(6, 3, dtype=d), (4, 6)),
+    "MaxPool2d": (lambda d: nn.MaxPool2d(3, 2, padding=1), (2, 3, 7, 5)),
+    "ReLU": (lambda d: nn.ReLU(), (2, 3, 4)),
+    "ResidualBlock": (lambda d: nn.ResidualBlock(3, 4, stride=2, dtype=d), (2, 3, 5, 5)),
+    "Sequential": (lambda d: nn.Sequential(nn.Conv2d(3, 2, 3, dtype=d), nn.ReLU(),
+                                           nn.Flatten(), nn.Linear(18, 2, dtype=d)),
+                   (2, 3, 5, 5)),
+    "Sigmoid": (lambda d: nn.Sigmoid(), (3, 5)),
+}
+
+
+def test_every_exported_layer_has_an_integer_input_case():
+    exported = {name for name in nn.__all__
+                if isinstance(getattr(nn, name), type) and issubclass(getattr(nn, name), nn.Module)
+                and name != "Module"}
+    assert exported == set(INTEGER_CASES), "add the new layers to INTEGER_CASES"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("int_dtype", [np.uint8, np.int64, np.bool_])
+@pytest.mark.parametrize("name", sorted(INTEGER_CASES))
+def test_integer_input_computes_in_floating_point(name, int_dtype, impl, dtype, rng):
+    """A uint8 (int64, bool) batch gives what the same batch in float gives, in float."""
+    build, shape = INTEGER_CASES[name]
+    layers = []
+    for _ in range(2):
+        nn.manual_seed(0)
+        layer = build(dtype)
+        for _, m in layer.named_modules():
+            if hasattr(m, "impl"):
+                m.impl = impl
+        layers.append(layer)
+    high = 2 if int_dtype is np.bool_ else 256
+    x = rng.integers(0, high, shape).astype(int_dtype)
+    # layers without parameters compute in float32
+    float_dtype = dtype if layers[0].parameters() else np.float32
+    out = layers[0](x)
+    expected = layers[1](x.astype(float_dtype))
+    assert out.dtype == float_dtype
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+    dx = layers[0].backward(np.ones_like(out))
+    assert dx.dtype == float_dtype and dx.shape == shape
+
+
+@pytest.mark.parametrize("bad", [np.ones((2, 3), np.complex64), np.full((2, 3), "a"),
+                                 np.full((2, 3), None)], ids=["complex", "text", "object"])
+def test_non_real_input_is_refused_naming_the_layer(bad):
+    with pytest.raises(ValueError, match="Linear: expected an array of real numbers, got dtype"):
+        nn.Linear(3, 2)(bad)

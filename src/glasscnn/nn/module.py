@@ -104,13 +104,33 @@ class BackwardOrderError(RuntimeError):
                 "forward kept, so call the module (or forward) first")
 
 
+def _float_input(module: Module, x: Any) -> Any:
+    """``x`` itself if it is not an integer or bool array, else ``x`` cast to the module's
+    floating dtype (that of its first parameter; float32 without one).
+
+    Raises:
+        ValueError: an array of complex numbers, objects or text (naming the layer).
+    """
+    if not isinstance(x, np.ndarray) or x.dtype.kind == "f":
+        return x
+    if x.dtype.kind in "biu":
+        for _, p in module.named_parameters():
+            if p.data.dtype.kind == "f":
+                return x.astype(p.data.dtype)
+        return x.astype(np.float32)
+    raise ValueError(
+        f"{type(module).__name__}: expected an array of real numbers, got dtype {x.dtype}"
+    )
+
+
 def _checked_forward(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a subclass's forward: arm the backward check once it has run."""
+    """Wrap a subclass's forward: compute in floating point, arm the backward check."""
 
     @functools.wraps(fn)
     def forward(self: Module, *args: Any, **kwargs: Any) -> Any:
         if self.__dict__.get("_in_forward"):  # a subclass's forward calling super().forward
             return fn(self, *args, **kwargs)
+        args = tuple(_float_input(self, a) for a in args)
         object.__setattr__(self, "_in_forward", True)
         try:
             out = fn(self, *args, **kwargs)
@@ -157,9 +177,15 @@ class Module:
 
     Every subclass's ``forward`` (and ``forward_*`` variants such as
     ``Conv2d.forward_relu``) and ``backward`` are wrapped once, here, when the class is
-    defined: ``backward`` before any ``forward``, or a second ``backward`` after one
-    ``forward``, raises ``BackwardOrderError`` (a ``RuntimeError``) naming the layer,
-    instead of using a stale cache or adding the gradients twice.
+    defined:
+
+    - modules compute in floating point: integer and bool arrays passed to ``forward`` are
+      cast to the module's dtype (its first parameter's; float32 without parameters), so a
+      uint8 batch gives what the same batch in float gives; complex, object or text arrays
+      are refused with a ``ValueError`` naming the layer;
+    - ``backward`` before any ``forward``, or a second ``backward`` after one ``forward``,
+      raises ``BackwardOrderError`` (a ``RuntimeError``) naming the layer, instead of
+      using a stale cache or adding the gradients twice.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
