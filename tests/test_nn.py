@@ -361,6 +361,23 @@ def test_forward_bad_input_names_layer(layer, x, match):
         (lambda: nn.AdaptiveAvgPool2d(0), "AdaptiveAvgPool2d: output_size must be > 0"),
         (lambda: nn.BatchNorm1d(0), "BatchNorm1d: num_features must be > 0"),
         (lambda: nn.Sequential(nn.ReLU(), 3), "Sequential: child '1' is not a Module"),
+        (lambda: nn.Conv2d(3, 4, 0), "Conv2d: kernel_size must be > 0, got 0"),
+        (lambda: nn.Conv2d(3, 4, (3, 0)), r"Conv2d: kernel_size must be > 0, got \(3, 0\)"),
+        (lambda: nn.Conv2d(3, 4, 3, stride=0), "Conv2d: stride must be > 0, got 0"),
+        (lambda: nn.Conv2d(3, 4, 3, padding=-1), "Conv2d: padding must be >= 0, got -1"),
+        (lambda: nn.Conv2d(3, 4, 3, dilation=(1, 0)), "Conv2d: dilation must be > 0"),
+        (lambda: nn.Conv2d(3, 4, 3, impl="turbo"), "Conv2d: impl must be one of"),
+        (lambda: nn.MaxPool2d(0), "MaxPool2d: kernel_size must be > 0, got 0"),
+        (lambda: nn.MaxPool2d(2, stride=0), "MaxPool2d: stride must be > 0, got 0"),
+        (lambda: nn.MaxPool2d(2, padding=-1), "MaxPool2d: padding must be >= 0, got -1"),
+        (lambda: nn.AvgPool2d(3, padding=2), "AvgPool2d: padding must be at most half"),
+        (lambda: nn.AvgPool2d((2, 0)), r"AvgPool2d: kernel_size must be > 0, got \(2, 0\)"),
+        (lambda: nn.AdaptiveAvgPool2d((2, -1)), "AdaptiveAvgPool2d: output_size must be > 0"),
+        (lambda: nn.BatchNorm2d(3, eps=0), "BatchNorm2d: eps must be > 0, got 0"),
+        (lambda: nn.BatchNorm1d(3, momentum=1.5), r"BatchNorm1d: momentum must be in \[0, 1\]"),
+        (lambda: nn.Flatten(-1), "Flatten: start_dim must be an int >= 0, got -1"),
+        (lambda: nn.ReLU("slow"), "ReLU: impl must be one of"),
+        (lambda: nn.ResidualBlock(4, 4, stride=0), "ResidualBlock: stride must be an int > 0"),
     ],
 )
 def test_constructor_errors(build, match):
@@ -388,3 +405,145 @@ def test_input_gradient_can_be_skipped(impl, first, rng):
     assert skip.backward(dout) is None
     for (name, a), (_, b) in zip(full.named_parameters(), skip.named_parameters(), strict=True):
         np.testing.assert_array_equal(a.grad, b.grad, err_msg=name)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_backward_before_forward_names_the_layer(case):
+    _, build, shape = case
+    layer = build("fast", np.float32)
+    kind = type(layer).__name__
+    with pytest.raises(nn.BackwardOrderError, match=rf"^{kind}: backward called before forward"):
+        layer.backward(np.zeros(layer.output_shape(shape), np.float32))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_second_backward_after_one_forward_raises_and_adds_nothing(case, rng):
+    _, build, shape = case
+    layer = build("fast", np.float64)
+    out = layer(rng.standard_normal(shape))
+    dout = rng.standard_normal(out.shape)
+    layer.backward(dout)
+    grads = [p.grad.copy() for p in layer.parameters()]
+    with pytest.raises(RuntimeError, match="backward called twice after one forward"):
+        layer.backward(dout)
+    for p, g in zip(layer.parameters(), grads, strict=True):
+        np.testing.assert_array_equal(p.grad, g)
+    layer(rng.standard_normal(shape))
+    layer.backward(dout)  # a new forward arms backward again
+
+
+def test_backward_order_error_names_the_layer_inside_containers(rng):
+    net = nn.Sequential(OrderedDict(
+        features=nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()),
+        block=nn.ResidualBlock(2, 2, batchnorm=False),
+        flatten=nn.Flatten(),
+    ))
+    out = net(rng.standard_normal((2, 1, 6, 6)).astype(np.float32))
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    net.block.relu2.backward(dout.reshape(2, 2, 4, 4))  # one layer's backward run by hand
+    with pytest.raises(nn.BackwardOrderError,
+                       match=r"^layer 'block.relu2' \(ReLU\): backward called twice"):
+        net.backward(dout)
+
+
+def test_a_layer_used_twice_in_one_forward_is_refused_at_backward(rng):
+    relu = nn.ReLU()
+    net = nn.Sequential(nn.Linear(3, 3), relu, nn.Linear(3, 3), relu)
+    out = net(rng.standard_normal((2, 3)).astype(np.float32))
+    with pytest.raises(nn.BackwardOrderError, match=r"layer '1' \(ReLU\).*use each layer once"):
+        net.backward(np.ones_like(out))
+
+
+def test_fused_conv_relu_and_subclass_super_calls_keep_working(rng):
+    class Doubled(nn.ReLU):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+        def backward(self, dout):
+            return super().backward(2 * dout)
+
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, dtype=np.float64), nn.ReLU(), Doubled(),
+                        nn.Flatten())
+    x = rng.standard_normal((2, 2, 5, 5))
+    out = net(x)
+    assert "relu_out" in net[0]._cache  # conv + ReLU ran fused
+    assert net.backward(np.ones_like(out)).shape == x.shape
+    with pytest.raises(nn.BackwardOrderError, match="twice"):
+        net.backward(np.ones_like(out))
+
+
+@pytest.mark.parametrize("bad", [
+    np.array([object(), object()], dtype=object),
+    np.ones(2, np.complex128),
+    np.array(["a", "b"]),
+], ids=["object", "complex", "text"])
+def test_load_state_dict_refuses_non_real_arrays_and_copies_nothing(bad):
+    layer = nn.Linear(3, 2)
+    before = layer.state_dict()
+    sd = {"weight": np.zeros((2, 3)), "bias": bad}
+    with pytest.raises(ValueError, match=rf"Linear.load_state_dict: only real numbers.*bias: "
+                                         rf"dtype {bad.dtype}"):
+        layer.load_state_dict(sd)
+    after = layer.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+# every Module class glasscnn.nn exports (containers included): a builder and an input shape
+INTEGER_CASES = {
+    "AdaptiveAvgPool2d": (lambda d: nn.AdaptiveAvgPool2d((2, 3)), (2, 3, 5, 7)),
+    "AvgPool2d": (lambda d: nn.AvgPool2d(2, 1, padding=1), (2, 3, 5, 4)),
+    "BatchNorm1d": (lambda d: nn.BatchNorm1d(5, dtype=d), (4, 5)),
+    "BatchNorm2d": (lambda d: nn.BatchNorm2d(3, dtype=d), (2, 3, 4, 5)),
+    "Conv2d": (lambda d: nn.Conv2d(3, 4, 3, padding=1, dtype=d), (2, 3, 5, 6)),
+    "Dropout": (lambda d: nn.Dropout(0.5, seed=3), (4, 6)),
+    "Flatten": (lambda d: nn.Flatten(), (2, 3, 2, 2)),
+    "Linear": (lambda d: nn.Linear(6, 3, dtype=d), (4, 6)),
+    "MaxPool2d": (lambda d: nn.MaxPool2d(3, 2, padding=1), (2, 3, 7, 5)),
+    "ReLU": (lambda d: nn.ReLU(), (2, 3, 4)),
+    "ResidualBlock": (lambda d: nn.ResidualBlock(3, 4, stride=2, dtype=d), (2, 3, 5, 5)),
+    "Sequential": (lambda d: nn.Sequential(nn.Conv2d(3, 2, 3, dtype=d), nn.ReLU(),
+                                           nn.Flatten(), nn.Linear(18, 2, dtype=d)),
+                   (2, 3, 5, 5)),
+    "Sigmoid": (lambda d: nn.Sigmoid(), (3, 5)),
+}
+
+
+def test_every_exported_layer_has_an_integer_input_case():
+    exported = {name for name in nn.__all__
+                if isinstance(getattr(nn, name), type) and issubclass(getattr(nn, name), nn.Module)
+                and name != "Module"}
+    assert exported == set(INTEGER_CASES), "add the new layers to INTEGER_CASES"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("int_dtype", [np.uint8, np.int64, np.bool_])
+@pytest.mark.parametrize("name", sorted(INTEGER_CASES))
+def test_integer_input_computes_in_floating_point(name, int_dtype, impl, dtype, rng):
+    """A uint8 (int64, bool) batch gives what the same batch in float gives, in float."""
+    build, shape = INTEGER_CASES[name]
+    layers = []
+    for _ in range(2):
+        nn.manual_seed(0)
+        layer = build(dtype)
+        for _, m in layer.named_modules():
+            if hasattr(m, "impl"):
+                m.impl = impl
+        layers.append(layer)
+    high = 2 if int_dtype is np.bool_ else 256
+    x = rng.integers(0, high, shape).astype(int_dtype)
+    # layers without parameters compute in float32
+    float_dtype = dtype if layers[0].parameters() else np.float32
+    out = layers[0](x)
+    expected = layers[1](x.astype(float_dtype))
+    assert out.dtype == float_dtype
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+    dx = layers[0].backward(np.ones_like(out))
+    assert dx.dtype == float_dtype and dx.shape == shape
+
+
+@pytest.mark.parametrize("bad", [np.ones((2, 3), np.complex64), np.full((2, 3), "a"),
+                                 np.full((2, 3), None)], ids=["complex", "text", "object"])
+def test_non_real_input_is_refused_naming_the_layer(bad):
+    with pytest.raises(ValueError, match="Linear: expected an array of real numbers, got dtype"):
+        nn.Linear(3, 2)(bad)

@@ -16,11 +16,12 @@ from glasscnn.nn.layers import (
     Sigmoid,
 )
 from glasscnn.nn.loss import CrossEntropyLoss
-from glasscnn.nn.module import Module, Parameter
+from glasscnn.nn.module import BackwardOrderError, Module, Parameter
 
 __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BackwardOrderError",
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",

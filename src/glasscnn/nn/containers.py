@@ -114,6 +114,8 @@ class ResidualBlock(Module):
         impl: str = "fast", dtype: Any = np.float32, rng: np.random.Generator | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(stride, bool) or not isinstance(stride, int | np.integer) or stride <= 0:
+            raise ValueError(f"ResidualBlock: stride must be an int > 0, got {stride!r}")
         conv = {"impl": impl, "dtype": dtype, "rng": rng, "bias": not batchnorm}
         bn = {"impl": impl, "dtype": dtype}
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, **conv)

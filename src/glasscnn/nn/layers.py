@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from glasscnn import kernels as K
-from glasscnn.kernels._common import check_ndim, conv_output_size, pair
+from glasscnn.kernels._common import check_impl, check_ndim, conv_output_size, pair
 from glasscnn.nn.init import default_rng, kaiming_uniform
 from glasscnn.nn.module import Module, Parameter
 
@@ -18,6 +18,27 @@ def _check_shape_ndim(name: str, input_shape: tuple[int, ...], ndims: tuple[int,
             f"{name}: expected a shape of {' or '.join(map(str, ndims))} positive dimensions, "
             f"got {tuple(input_shape)}"
         )
+
+
+def _window_arg(layer: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
+    """``pair(value)`` after checking both entries are >= ``minimum`` (the raw value echoed)."""
+    p = pair(value, name, layer)
+    if min(p) < minimum:
+        bound = "> 0" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{layer}: {name} must be {bound}, got {value!r}")
+    return p
+
+
+def _pool_args(layer: str, kernel_size: Any, stride: Any, padding: Any
+               ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """Checked (kernel, stride, padding) of a pooling layer; the stride defaults to the kernel."""
+    kernel = _window_arg(layer, "kernel_size", kernel_size, 1)
+    strides = kernel if stride is None else _window_arg(layer, "stride", stride, 1)
+    pad = _window_arg(layer, "padding", padding, 0)
+    if pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:
+        raise ValueError(f"{layer}: padding must be at most half the kernel size, got padding "
+                         f"{padding!r} for kernel_size {kernel_size!r}")
+    return kernel, strides, pad
 
 
 def _window_output_shape(
@@ -63,11 +84,12 @@ class Conv2d(Module):
                 f"Conv2d: channels must be > 0, got in_channels={in_channels}, "
                 f"out_channels={out_channels}"
             )
+        check_impl(impl, "Conv2d")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = pair(stride, "stride", "Conv2d")
-        self.padding = pair(padding, "padding", "Conv2d")
-        self.dilation = pair(dilation, "dilation", "Conv2d")
+        self.kernel_size = _window_arg("Conv2d", "kernel_size", kernel_size, 1)
+        self.stride = _window_arg("Conv2d", "stride", stride, 1)
+        self.padding = _window_arg("Conv2d", "padding", padding, 0)
+        self.dilation = _window_arg("Conv2d", "dilation", dilation, 1)
         self.impl = impl
         rng = rng or default_rng()
         fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
@@ -146,6 +168,7 @@ class Linear(Module):
                 f"Linear: features must be > 0, got in_features={in_features}, "
                 f"out_features={out_features}"
             )
+        check_impl(impl, "Linear")
         self.in_features, self.out_features = in_features, out_features
         self.impl = impl
         rng = rng or default_rng()
@@ -199,9 +222,9 @@ class MaxPool2d(Module):
         padding: int | tuple[int, int] = 0, impl: str = "fast",
     ) -> None:
         super().__init__()
-        self.kernel_size = pair(kernel_size, "kernel_size", "MaxPool2d")
-        self.stride = self.kernel_size if stride is None else pair(stride, "stride", "MaxPool2d")
-        self.padding = pair(padding, "padding", "MaxPool2d")
+        check_impl(impl, "MaxPool2d")
+        self.kernel_size, self.stride, self.padding = _pool_args(
+            "MaxPool2d", kernel_size, stride, padding)
         self.impl = impl
         self._cache = None
 
@@ -237,9 +260,9 @@ class AvgPool2d(Module):
         padding: int | tuple[int, int] = 0, count_include_pad: bool = True, impl: str = "fast",
     ) -> None:
         super().__init__()
-        self.kernel_size = pair(kernel_size, "kernel_size", "AvgPool2d")
-        self.stride = self.kernel_size if stride is None else pair(stride, "stride", "AvgPool2d")
-        self.padding = pair(padding, "padding", "AvgPool2d")
+        check_impl(impl, "AvgPool2d")
+        self.kernel_size, self.stride, self.padding = _pool_args(
+            "AvgPool2d", kernel_size, stride, padding)
         self.count_include_pad = count_include_pad
         self.impl = impl
         self._cache = None
@@ -275,9 +298,8 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size: int | tuple[int, int], impl: str = "fast") -> None:
         super().__init__()
-        self.output_size = pair(output_size, "output_size", "AdaptiveAvgPool2d")
-        if min(self.output_size) <= 0:
-            raise ValueError(f"AdaptiveAvgPool2d: output_size must be > 0, got {output_size}")
+        check_impl(impl, "AdaptiveAvgPool2d")
+        self.output_size = _window_arg("AdaptiveAvgPool2d", "output_size", output_size, 1)
         self.impl = impl
         self._cache = None
 
@@ -304,6 +326,7 @@ class _Elementwise(Module):
 
     def __init__(self, impl: str = "fast") -> None:
         super().__init__()
+        check_impl(impl, type(self).__name__)
         self.impl = impl
         self._cache = None
 
@@ -328,6 +351,7 @@ class ReLU(_Elementwise):
         """Record that the layer before applied this ReLU itself (``Conv2d.forward_relu``):
         until the next ``forward``, ``backward`` passes dout through unchanged."""
         self._cache = _APPLIED_BY_PREVIOUS
+        self._forward_done()
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """dout where x > 0, else 0."""
@@ -385,6 +409,10 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, impl: str = "fast") -> None:
         super().__init__()
+        check_impl(impl, "Flatten")
+        if isinstance(start_dim, bool) or not isinstance(start_dim, int | np.integer) \
+                or start_dim < 0:
+            raise ValueError(f"Flatten: start_dim must be an int >= 0, got {start_dim!r}")
         self.start_dim = start_dim
         self.impl = impl
         self._cache = None
@@ -419,6 +447,11 @@ class _BatchNorm(Module):
             raise ValueError(
                 f"{type(self).__name__}: num_features must be > 0, got {num_features}"
             )
+        check_impl(impl, type(self).__name__)
+        if not eps > 0:
+            raise ValueError(f"{type(self).__name__}: eps must be > 0, got {eps!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"{type(self).__name__}: momentum must be in [0, 1], got {momentum!r}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine = affine
         self.impl = impl

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import types
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -68,13 +70,133 @@ class Parameter:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
+class BackwardOrderError(RuntimeError):
+    """``backward`` without a ``forward`` before it, or twice after one ``forward``.
+
+    The message names the layer: its dotted path from the module ``backward`` was called on
+    (``layer 'features.3' (ReLU)``) when it was reached through its containers.
+    """
+
+    def __init__(self, module: Module, twice: bool) -> None:
+        super().__init__()
+        self.module = module
+        self.twice = twice
+        self.path: list[str] = []
+        self._top: Module | None = module
+
+    def passing_through(self, parent: Module) -> None:
+        """Prefix the path with the name ``parent`` gives the module the path starts from."""
+        if self._top is None:
+            return
+        name = parent._child_name(self._top)
+        self._top = parent if name is not None else None
+        if name is not None:
+            self.path.insert(0, name)
+
+    def __str__(self) -> str:
+        kind = type(self.module).__name__
+        where = f"layer {'.'.join(self.path)!r} ({kind})" if self.path else kind
+        if self.twice:
+            return (f"{where}: backward called twice after one forward (its gradients would "
+                    "be added twice); run forward again before each backward, and use each "
+                    "layer once per forward: it keeps only its last call's cache")
+        return (f"{where}: backward called before forward; backward uses what the last "
+                "forward kept, so call the module (or forward) first")
+
+
+def _float_input(module: Module, x: Any) -> Any:
+    """``x`` itself if it is not an integer or bool array, else ``x`` cast to the module's
+    floating dtype (that of its first parameter; float32 without one).
+
+    Raises:
+        ValueError: an array of complex numbers, objects or text (naming the layer).
+    """
+    if not isinstance(x, np.ndarray) or x.dtype.kind == "f":
+        return x
+    if x.dtype.kind in "biu":
+        for _, p in module.named_parameters():
+            if p.data.dtype.kind == "f":
+                return x.astype(p.data.dtype)
+        return x.astype(np.float32)
+    raise ValueError(
+        f"{type(module).__name__}: expected an array of real numbers, got dtype {x.dtype}"
+    )
+
+
+def _checked_forward(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a subclass's forward: compute in floating point, arm the backward check."""
+
+    @functools.wraps(fn)
+    def forward(self: Module, *args: Any, **kwargs: Any) -> Any:
+        if self.__dict__.get("_in_forward"):  # a subclass's forward calling super().forward
+            return fn(self, *args, **kwargs)
+        args = tuple(_float_input(self, a) for a in args)
+        object.__setattr__(self, "_in_forward", True)
+        try:
+            out = fn(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_in_forward", False)
+        object.__setattr__(self, "_pass", "forward")
+        return out
+
+    forward._glasscnn_checked = True  # type: ignore[attr-defined]
+    return forward
+
+
+def _checked_backward(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a subclass's backward: refuse it before a forward or a second time after one."""
+
+    @functools.wraps(fn)
+    def backward(self: Module, *args: Any, **kwargs: Any) -> Any:
+        if self.__dict__.get("_in_backward"):  # a subclass's backward calling super()
+            return fn(self, *args, **kwargs)
+        state = self.__dict__.get("_pass")
+        if state != "forward":
+            raise BackwardOrderError(self, twice=state == "backward")
+        object.__setattr__(self, "_in_backward", True)
+        try:
+            grads = fn(self, *args, **kwargs)
+        except BackwardOrderError as err:
+            err.passing_through(self)
+            raise
+        finally:
+            object.__setattr__(self, "_in_backward", False)
+        object.__setattr__(self, "_pass", "backward")
+        return grads
+
+    backward._glasscnn_checked = True  # type: ignore[attr-defined]
+    return backward
+
+
 class Module:
     """Base class of layers and networks: forward, backward, parameters, state_dict.
 
     Subclasses set parameters and sub-modules as attributes (they are registered by
     name, in order), buffers with ``register_buffer``, and implement ``forward(x)``,
     ``backward(dout) -> dx`` and ``output_shape(input_shape)``.
+
+    Every subclass's ``forward`` (and ``forward_*`` variants such as
+    ``Conv2d.forward_relu``) and ``backward`` are wrapped once, here, when the class is
+    defined:
+
+    - modules compute in floating point: integer and bool arrays passed to ``forward`` are
+      cast to the module's dtype (its first parameter's; float32 without parameters), so a
+      uint8 batch gives what the same batch in float gives; complex, object or text arrays
+      are refused with a ``ValueError`` naming the layer;
+    - ``backward`` before any ``forward``, or a second ``backward`` after one ``forward``,
+      raises ``BackwardOrderError`` (a ``RuntimeError``) naming the layer, instead of
+      using a stale cache or adding the gradients twice.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, fn in list(vars(cls).items()):
+            if not isinstance(fn, types.FunctionType) or getattr(fn, "_glasscnn_checked", False):
+                continue
+            if name == "forward" or name.startswith("forward_"):
+                setattr(cls, name, _checked_forward(fn))
+            elif name == "backward":
+                setattr(cls, name, _checked_backward(fn))
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -82,6 +204,23 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "input_grad", True)
+        object.__setattr__(self, "_pass", None)
+
+    def _forward_done(self) -> None:
+        """Arm ``backward`` as a forward does (for a layer whose forward another carried out,
+        as ``Conv2d.forward_relu`` does for the ReLU after it)."""
+        object.__setattr__(self, "_pass", "forward")
+
+    def _child_name(self, module: Module) -> str | None:
+        """The attribute name under which this module holds ``module`` (registered or not),
+        or None."""
+        for name, child in self._modules.items():
+            if child is module:
+                return name
+        for name, value in vars(self).items():
+            if value is module:
+                return name
+        return None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, Parameter):
@@ -171,7 +310,9 @@ class Module:
 
         Raises:
             KeyError: strict and a key is missing or unexpected (all are listed).
-            ValueError: a shape differs (every mismatch is listed with both shapes).
+            ValueError: an array is not of real numbers (object, complex, text: refused
+                before anything is copied), or a shape differs (every mismatch is listed
+                with both shapes).
         """
         targets: dict[str, tuple[Module, str, bool]] = {}
         for mod_name, mod in self.named_modules():
@@ -187,14 +328,21 @@ class Module:
                 f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
                 f"unexpected keys {unexpected}"
             )
-        mismatched = []
+        values, mismatched, not_real = {}, [], []
         for key, (mod, name, _) in targets.items():
             if key in state_dict:
+                values[key] = value = np.asarray(state_dict[key])
+                if value.dtype.kind not in "biuf":
+                    not_real.append(f"{key}: dtype {value.dtype}")
                 have = np.shape(getattr(mod, name) if name in mod._buffers
                                 else mod._parameters[name].data)
-                got = np.shape(state_dict[key])
-                if tuple(have) != tuple(got):
-                    mismatched.append(f"{key}: expected {tuple(have)}, got {tuple(got)}")
+                if tuple(have) != value.shape:
+                    mismatched.append(f"{key}: expected {tuple(have)}, got {value.shape}")
+        if not_real:
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: only real numbers (bool, integer, "
+                "float) can be loaded: " + "; ".join(not_real)
+            )
         if mismatched:
             raise ValueError(
                 f"{type(self).__name__}.load_state_dict: shape mismatch: " + "; ".join(mismatched)
@@ -202,7 +350,7 @@ class Module:
         for key, (mod, name, is_param) in targets.items():
             if key not in state_dict:
                 continue
-            value = np.asarray(state_dict[key])
+            value = values[key]
             if is_param:
                 p = mod._parameters[name]
                 np.copyto(p.data, value, casting="unsafe")
