@@ -42,7 +42,7 @@ def write_csv(rows: Sequence[Mapping[str, Any]], space: Mapping[str, Param],
 
 
 def _cell(value: Any) -> Any:
-    return f"{value:.6g}" if isinstance(value, float) else value
+    return repr(float(value)) if isinstance(value, float) else value
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -109,8 +109,6 @@ def _start_ray(address: str | None, cpus: int | None, log: Callable[[str], None]
     if ray.is_initialized():
         log("using the Ray session already running in this process")
         return False
-    if address is not None:
-        _check_address(address)
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     try:
         if address is None:
@@ -118,8 +116,12 @@ def _start_ray(address: str | None, cpus: int | None, log: Callable[[str], None]
         else:
             ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, TimeoutError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         where = f"--address {address}" if address else "ray.init"
+        if "auth" in f"{err!r} {err.__cause__!r}".lower():
+            raise ValueError(f"{where}: the cluster uses token authentication; set "
+                             "RAY_AUTH_MODE=token and give this machine the cluster's token "
+                             "(~/.ray/auth_token, or RAY_AUTH_TOKEN)") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{where}: could not start or join Ray ({first})") from None
     return True
 
@@ -180,7 +182,8 @@ def _trial_rows(grid: Any, space: Mapping[str, Param], epochs: int, work: Path
         val_losses = h.get("val_loss", [])
         status = ("error" if result.error is not None else "diverged" if m.get("diverged")
                   else "stopped" if len(curves[trial]) < epochs else "done")
-        row = {"trial": trial, **{k: result.config.get(k) for k in space},
+        config = result.config or {}
+        row = {"trial": trial, **{k: config.get(k) for k in space},
                "best_val_accuracy": float(m.get("best_val_accuracy", math.nan)),
                "val_loss": float(val_losses[best_epoch - 1]) if best_epoch else math.nan,
                "best_epoch": best_epoch, "epochs": len(curves[trial]),
@@ -263,6 +266,8 @@ def run(
     for name, p in searched.items():
         for value in p.args:
             apply(recipe, {name: value})
+    if address is not None:
+        _check_address(address)
     try:
         import ray
         from ray import tune

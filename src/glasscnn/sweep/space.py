@@ -1,4 +1,4 @@
-"""Search spaces: parse ``NAME=KIND(ARGS)``, the defaults per optimizer, and coarse-to-fine refinement.
+"""Search spaces: parse ``NAME=KIND(ARGS)``, default spaces per optimizer, coarse-to-fine.
 
 A space maps recipe fields (``lr``, ``weight_decay``, ``momentum``, ``l2``, ``batch_size``
 …) to distributions. Nothing here imports Ray: ``to_tune`` converts a space to Ray Tune's
@@ -234,7 +234,7 @@ def refine_space(space: Mapping[str, Param], rows: Sequence[Mapping[str, Any]],
             pad = max(0.5 * (max(nums) - min(nums)), MIN_LINEAR_PAD * (high - low))
             new_low, new_high = max(low, min(nums) - pad), min(high, max(nums) + pad)
             if p.kind == "randint":
-                new_low, new_high = int(math.floor(new_low)), int(math.ceil(new_high))
+                new_low, new_high = math.floor(new_low), math.ceil(new_high)
                 new_high = max(new_high, new_low + 1)
             refined[name] = Param(name, p.kind, (new_low, new_high))
     return refined
