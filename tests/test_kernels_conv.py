@@ -247,6 +247,25 @@ def test_default_dtype_is_float32_end_to_end(rng):
     assert (out.dtype, dx.dtype, dw.dtype, db) == (np.float32, np.float32, np.float32, None)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.bool_])
+@pytest.mark.parametrize(("forward", "backward"), [(conv2d_forward, conv2d_backward),
+                                                   (conv2d_relu_forward, conv2d_relu_backward)])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_non_float_input_is_computed_in_float32(impl, forward, backward, dtype, rng):
+    """Integer and bool images are converted to float32 (as every kernel does), never the
+    float weights cast to the input's integer dtype."""
+    x = rng.integers(0, 2 if dtype == np.bool_ else 256, size=(2, 3, 6, 5)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    out, cache = forward(x, w, b, 1, 1, impl=impl)
+    want, cache_f = forward(x.astype(np.float32), w, b, 1, 1, impl=impl)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-4)
+    assert np.abs(out).max() > 1  # not the zeros of a uint8 cast of the weights
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    _assert_grads_close(backward(dout, cache), backward(dout, cache_f), rtol=1e-6, atol=1e-4)
+
+
 def test_no_bias_gives_none(rng):
     x, w, _ = _inputs(rng, CONFIGS[0])
     out, cache = conv2d_forward(x, w, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from glasscnn.kernels._common import (
+    as_float_array,
     check_impl,
     check_ndim,
     check_non_negative,
@@ -37,8 +38,9 @@ def conv2d_forward(
     ``out[n, co, i, j] = b[co] + sum_{ci,p,q} w[co, ci, p, q] * x_pad[n, ci, i*S + p*D, j*S + q*D]``
 
     Args:
-        x: input, shape (N, C_in, H, W), float32 or float64.
-        weight: filters, shape (C_out, C_in, kH, kW), same dtype as ``x``.
+        x: input, shape (N, C_in, H, W); float32 or float64, any other real dtype (bool,
+            integer) is computed in float32.
+        weight: filters, shape (C_out, C_in, kH, kW), converted to ``x``'s dtype.
         bias: ``None`` or shape (C_out,).
         stride: S, an int or an (h, w) pair, > 0.
         padding: P, zeros added on each side, an int or an (h, w) pair, >= 0.
@@ -46,17 +48,28 @@ def conv2d_forward(
         impl: ``"fast"`` (im2col + GEMM) or ``"naive"`` (loop nest).
 
     Returns:
-        ``(out, cache)``: out of shape (N, C_out, H_out, W_out) in ``x``'s dtype, with
+        ``(out, cache)``: out of shape (N, C_out, H_out, W_out) in ``x``'s (float) dtype, with
         ``H_out = floor((H + 2P - D*(kH-1) - 1) / S) + 1`` and likewise ``W_out``;
         cache for :func:`conv2d_backward` (it holds ``x``, not the im2col matrix).
     """
+    x, weight, bias, stride, padding, dilation, out_hw = _prepare(
+        x, weight, bias, stride, padding, dilation, impl)
+    forward = naive.forward if impl == "naive" else choice.forward
+    out = forward(x, weight, bias, stride, padding, dilation, out_hw)
+    return out, _make_cache(impl, x, weight, bias, stride, padding, dilation)
+
+
+def _prepare(x, weight, bias, stride, padding, dilation, impl):
+    """Validate the forward arguments and compute in floating point: non-floating ``x``
+    becomes float32 (as every kernel does), weight and bias take its dtype. Returns ``(x,
+    weight, bias, stride, padding, dilation, (H_out, W_out))``, the hyper-parameters as
+    pairs."""
+    x = as_float_array(x, OP)
     stride, padding, dilation = _check_args(x, weight, bias, stride, padding, dilation, impl)
     out_hw = _output_hw(x, weight, stride, padding, dilation)
     weight = weight.astype(x.dtype, copy=False)
     bias = None if bias is None else bias.astype(x.dtype, copy=False)
-    forward = naive.forward if impl == "naive" else choice.forward
-    out = forward(x, weight, bias, stride, padding, dilation, out_hw)
-    return out, _make_cache(impl, x, weight, bias, stride, padding, dilation)
+    return x, weight, bias, stride, padding, dilation, out_hw
 
 
 def _output_hw(x, weight, stride, padding, dilation):
@@ -102,11 +115,8 @@ def conv2d_relu_forward(
         out, cache = conv2d_forward(x, weight, bias, stride, padding, dilation, impl="naive")
         out = relu_forward(out, impl="naive")[0]
     else:
-        stride, padding, dilation = _check_args(x, weight, bias, stride, padding, dilation,
-                                                impl)
-        out_hw = _output_hw(x, weight, stride, padding, dilation)
-        weight = weight.astype(x.dtype, copy=False)
-        bias = None if bias is None else bias.astype(x.dtype, copy=False)
+        x, weight, bias, stride, padding, dilation, out_hw = _prepare(
+            x, weight, bias, stride, padding, dilation, impl)
         out = choice.forward(x, weight, bias, stride, padding, dilation, out_hw, relu=True)
         cache = _make_cache(impl, x, weight, bias, stride, padding, dilation)
     cache["relu_out"] = out
