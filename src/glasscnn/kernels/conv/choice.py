@@ -6,8 +6,8 @@ import numpy as np
 
 from glasscnn.kernels import _parallel
 from glasscnn.kernels._common import get_xp
-from glasscnn.kernels.conv import batch_inner, im2col, kernel_rows, winograd
-from glasscnn.kernels.conv.buffers import K_MAJOR_CHANNELS, flipped_padding
+from glasscnn.kernels.conv import batch_inner, depthwise, im2col, kernel_rows, winograd
+from glasscnn.kernels.conv.buffers import K_MAJOR_CHANNELS, empty_4d, flipped_padding
 
 # fewer input channels than K_MAJOR_CHANNELS and outputs at most this wide: batch-innermost
 # (C, H, W, N) im2col and col2im, whose copies and adds run over W_out * N floats instead of
@@ -28,8 +28,12 @@ ROW_MAX_CHANNELS = 64
 ROW_MIN_POSITIONS = 36
 
 
-def forward(x, weight, bias, stride, padding, dilation, out_hw, relu=False):
+def forward(x, weight, bias, stride, padding, dilation, out_hw, relu=False, groups=1):
     """The fast conv forward: the kernel for the layer's shape.
+
+    Grouped layers: depthwise ones (one input channel per group) by
+    :func:`depthwise.forward`, the others one group at a time (:func:`_per_group_forward`).
+    For the rest:
 
     K-major im2col for one image or few output positions (:func:`im2col.forward_k_major`);
     Winograd F(2×2, r×r) for the 3×3 and 5×5 stride-1 layers with many channels and tiles
@@ -40,6 +44,11 @@ def forward(x, weight, bias, stride, padding, dilation, out_hw, relu=False):
     (:func:`batch_inner.forward`); :func:`im2col.forward` for the rest. ``relu``: rectify
     the output (``conv2d_relu_forward``).
     """
+    if groups > 1:
+        if depthwise.applies(x.shape, weight.shape, groups):
+            return depthwise.forward(x, weight, bias, stride, padding, dilation, out_hw, relu)
+        return _per_group_forward(x, weight, bias, stride, padding, dilation, out_hw, relu,
+                                  groups)
     xp = get_xp(x)
     n, c_in = x.shape[:2]
     c_out = weight.shape[0]
@@ -67,12 +76,16 @@ def forward(x, weight, bias, stride, padding, dilation, out_hw, relu=False):
 
 
 def backward(dout, x, weight, stride, padding, dilation, need_dx=True, has_bias=False,
-             relu_out=None):
-    """The fast conv backward: Winograd for the layers ``winograd.applies`` admits, where
-    ``winograd.select`` finds it faster than the GEMM path (timed per layer as in the
-    forward); else the GEMM path (:func:`_backward_gemms`). Returns
-    ``(dx or None, dW, db or None)``."""
+             relu_out=None, groups=1):
+    """The fast conv backward: grouped layers as in :func:`forward`; Winograd for the
+    layers ``winograd.applies`` admits, where ``winograd.select`` finds it faster than the
+    GEMM path (timed per layer as in the forward); else the GEMM path
+    (:func:`_backward_gemms`). Returns ``(dx or None, dW, db or None)``."""
     args = (dout, x, weight, stride, padding, dilation, need_dx, has_bias, relu_out)
+    if groups > 1:
+        if depthwise.applies(x.shape, weight.shape, groups):
+            return depthwise.backward(*args)
+        return _per_group_backward(*args, groups)
     if get_xp(dout) is not np or not winograd.applies(weight.shape, stride, dilation,
                                                       x.shape[0], dout.shape[2:]):
         return _backward_gemms(*args)
@@ -99,6 +112,44 @@ def _backward_gemms(dout, x, weight, stride, padding, dilation, need_dx, has_bia
                                     has_bias, relu_out)
     return im2col.backward(dout, x, weight, stride, padding, dilation, need_dx, has_bias,
                            relu_out)
+
+
+def _group_slices(groups, c_in, c_out):
+    """Per group: its slice of the input channels and of the output channels."""
+    gi, go = c_in // groups, c_out // groups
+    return [(slice(g * gi, (g + 1) * gi), slice(g * go, (g + 1) * go)) for g in range(groups)]
+
+
+def _per_group_forward(x, weight, bias, stride, padding, dilation, out_hw, relu, groups):
+    """A grouped conv as ``groups`` convolutions of channel slices, each by :func:`forward`
+    (the strategy for its own shape), written into one output (channels-last from
+    ``K_MAJOR_CHANNELS`` output channels)."""
+    xp = get_xp(x)
+    c_out = weight.shape[0]
+    out = empty_4d(xp, (x.shape[0], c_out, *out_hw), x.dtype, c_out >= K_MAJOR_CHANNELS)
+    for ci, co in _group_slices(groups, x.shape[1], c_out):
+        xp.copyto(out[:, co], forward(x[:, ci], weight[co], None if bias is None else bias[co],
+                                      stride, padding, dilation, out_hw, relu))
+    return out
+
+
+def _per_group_backward(dout, x, weight, stride, padding, dilation, need_dx, has_bias,
+                        relu_out, groups):
+    """The gradients of :func:`_per_group_forward`, one group at a time by :func:`backward`;
+    dW and db are the groups' parts in order, dx channels-last from ``K_MAJOR_CHANNELS``
+    input channels."""
+    xp = get_xp(dout)
+    dx = empty_4d(xp, x.shape, x.dtype, x.shape[1] >= K_MAJOR_CHANNELS) if need_dx else None
+    dws, dbs = [], []
+    for ci, co in _group_slices(groups, x.shape[1], weight.shape[0]):
+        dx_g, dw_g, db_g = backward(dout[:, co], x[:, ci], weight[co], stride, padding,
+                                    dilation, need_dx, has_bias,
+                                    None if relu_out is None else relu_out[:, co])
+        if need_dx:
+            xp.copyto(dx[:, ci], dx_g)
+        dws.append(dw_g)
+        dbs.append(db_g)
+    return dx, xp.concatenate(dws), xp.concatenate(dbs) if has_bias else None
 
 
 def rows_apply(weight_shape, stride, out_hw, need_dx=False):
