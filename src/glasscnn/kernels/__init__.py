@@ -17,6 +17,7 @@ from glasscnn.kernels.conv import (
     conv2d_forward,
     conv2d_relu_backward,
     conv2d_relu_forward,
+    conv_padding,
 )
 from glasscnn.kernels.dropout import dropout_backward, dropout_forward
 from glasscnn.kernels.elementwise import add_backward, add_forward
@@ -55,6 +56,7 @@ __all__ = [
     "conv2d_relu_backward",
     "conv2d_relu_forward",
     "conv_output_size",
+    "conv_padding",
     "dropout_backward",
     "dropout_forward",
     "flatten_backward",

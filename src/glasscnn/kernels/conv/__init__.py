@@ -15,6 +15,7 @@ from glasscnn.kernels.conv.conv2d import (
     conv2d_forward,
     conv2d_relu_backward,
     conv2d_relu_forward,
+    conv_padding,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "conv2d_forward",
     "conv2d_relu_backward",
     "conv2d_relu_forward",
+    "conv_padding",
 ]

@@ -86,7 +86,8 @@ def _prepare(x, weight, bias, stride, padding, dilation, groups, impl):
     dilation = pair(dilation, "dilation", OP)
     check_positive(stride, "stride", OP)
     check_positive(dilation, "dilation", OP)
-    padding, extra = resolve_padding(padding, weight.shape[2:], stride, dilation, OP)
+    padding, end = conv_padding(padding, weight.shape[2:], stride, dilation)
+    extra = (end[0] - padding[0], end[1] - padding[1])
     if extra != (0, 0):
         xp = get_xp(x)
         x = xp.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
@@ -97,22 +98,25 @@ def _prepare(x, weight, bias, stride, padding, dilation, groups, impl):
     return x, weight, bias, (stride, padding, dilation, extra), out_hw
 
 
-def resolve_padding(padding: Any, kernel: tuple[int, int], stride: tuple[int, int],
-                    dilation: tuple[int, int], op: str) -> tuple[tuple[int, int],
-                                                                 tuple[int, int]]:
-    """The symmetric padding and the extra bottom/right padding of a conv's ``padding``.
+def conv_padding(
+    padding: int | tuple[int, int] | str, kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1, dilation: int | tuple[int, int] = 1, op: str = OP,
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The zeros a convolution's ``padding`` adds before and after the input, per axis.
 
     Args:
         padding: an int, an (h, w) pair, ``"valid"`` or ``"same"``.
-        kernel: (kH, kW).
-        stride, dilation: pairs; ``"same"`` needs stride 1.
+        kernel_size: (kH, kW) or an int.
+        stride, dilation: ints or pairs; ``"same"`` needs stride 1.
         op: the op's name, for error messages.
 
     Returns:
-        ``((P_h, P_w), (E_h, E_w))``: ``"same"`` pads ``D*(K-1)`` per axis, ``P =
-        floor(D*(K-1) / 2)`` on each side and ``E`` (0 or 1) more on the bottom/right, as
-        PyTorch does; numbers and ``"valid"`` have ``E = 0``.
+        ``((top, left), (bottom, right))``: a number P pads P on both sides, ``"valid"``
+        nothing; ``"same"`` pads ``D*(K-1)`` per axis, ``floor(D*(K-1) / 2)`` before and the
+        rest (one more for an even span) after, as PyTorch does, so that ``H_out = H``.
     """
+    stride, dilation = pair(stride, "stride", op), pair(dilation, "dilation", op)
+    kernel = pair(kernel_size, "kernel_size", op)
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0), (0, 0)
@@ -122,10 +126,10 @@ def resolve_padding(padding: Any, kernel: tuple[int, int], stride: tuple[int, in
         if stride != (1, 1):
             raise ValueError(f"{op}: padding='same' needs stride 1, got stride {stride}")
         total = [dilation[a] * (kernel[a] - 1) for a in (0, 1)]
-        return (total[0] // 2, total[1] // 2), (total[0] % 2, total[1] % 2)
+        return (total[0] // 2, total[1] // 2), (total[0] - total[0] // 2, total[1] - total[1] // 2)
     padding = pair(padding, "padding", op)
     check_non_negative(padding, "padding", op)
-    return padding, (0, 0)
+    return padding, padding
 
 
 def _output_hw(x, weight, stride, padding, dilation):
