@@ -47,3 +47,52 @@ def backward(dout, x, weight, stride, padding, dilation, groups=1):
                     dx_pad[n, chans, rows, cols] += dout[n, co, i, j] * weight[co]
                     dw[co] += dout[n, co, i, j] * x_pad[n, chans, rows, cols]
     return np.ascontiguousarray(dx_pad[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]]), dw
+
+
+def transpose_forward(x, weight, bias, stride, padding, dilation, out_hw, groups=1):
+    """Transposed conv as a loop nest over input pixels (n, c_in, i, j), each scattering
+    ``x[n, ci, i, j] * w[ci]`` into the window it would read in the convolution."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    c_in, c_out_g, kh, kw = weight.shape
+    n, _, h, w = x.shape
+    full = np.zeros((n, c_out_g * groups, out_hw[0] + 2 * ph, out_hw[1] + 2 * pw), x.dtype)
+    # out_full[n, g(ci)*C_out/G + co, i*S + p*D, j*S + q*D] += x[n, ci, i, j] * w[ci, co, p, q]
+    for b in range(n):
+        for ci in range(c_in):
+            chans = slice(ci // (c_in // groups) * c_out_g, (ci // (c_in // groups) + 1) * c_out_g)
+            for i in range(h):
+                for j in range(w):
+                    rows = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
+                    cols = slice(j * sw, j * sw + dw * (kw - 1) + 1, dw)
+                    full[b, chans, rows, cols] += x[b, ci, i, j] * weight[ci]
+    out = full[:, :, ph:ph + out_hw[0], pw:pw + out_hw[1]]  # the padding cropped
+    if bias is not None:
+        out = out + bias[:, None, None]
+    return np.ascontiguousarray(out)
+
+
+def transpose_backward(dout, x, weight, stride, padding, dilation, groups=1):
+    """The transposed conv's loop nest gathering instead of scattering: each input pixel's
+    gradient is the sum of its window of dout times ``w[ci]``, and ``dw[ci]`` sums the
+    windows times the pixel."""
+    (sh, sw), (ph, pw), (dh, dw_) = stride, padding, dilation
+    c_in, c_out_g, kh, kw = weight.shape
+    n, _, h, w = x.shape
+    full_hw = [dout.shape[2 + a] + 2 * padding[a] for a in (0, 1)]
+    d_full = np.zeros((n, dout.shape[1], *full_hw), dout.dtype)  # dout in the uncropped frame
+    d_full[:, :, ph:ph + dout.shape[2], pw:pw + dout.shape[3]] = dout
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(weight)
+    # window = d_full[n, group of ci, i*S : i*S + D*(kH-1)+1 : D, j*S : j*S + D*(kW-1)+1 : D]
+    # dx[n,ci,i,j] = sum(w[ci] * window);  dw[ci] += x[n,ci,i,j] * window
+    for b in range(n):
+        for ci in range(c_in):
+            chans = slice(ci // (c_in // groups) * c_out_g, (ci // (c_in // groups) + 1) * c_out_g)
+            for i in range(h):
+                for j in range(w):
+                    rows = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
+                    cols = slice(j * sw, j * sw + dw_ * (kw - 1) + 1, dw_)
+                    window = d_full[b, chans, rows, cols]
+                    dx[b, ci, i, j] = np.sum(weight[ci] * window)
+                    dw[ci] += x[b, ci, i, j] * window
+    return dx, dw
