@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glasscnn.gradcheck import numerical_gradient, rel_error
-from glasscnn.kernels import conv as conv_module
 from glasscnn.kernels import (
     conv2d_backward,
     conv2d_forward,
@@ -19,6 +18,7 @@ from glasscnn.kernels import (
     conv2d_relu_forward,
 )
 from glasscnn.kernels._common import channels_last, pair
+from glasscnn.kernels.conv import buffers, choice, im2col, kernel_rows
 
 IMPLS = ["naive", "fast"]
 
@@ -102,7 +102,7 @@ PATHS = {
 
 def _set_path(monkeypatch, path):
     for name, value in PATHS[path].items():
-        monkeypatch.setattr(conv_module, name, value)
+        monkeypatch.setattr(choice, name, value)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -159,7 +159,7 @@ def test_gradients_match_finite_differences(config, impl, forward, backward, h, 
 def test_kernel_rows_gradients_match_finite_differences(forward, backward, h, bar, rng):
     """The kernel-rows path (fast only: the naive loop nest is too slow at its sizes)."""
     config = ((2, 8, 7, 7), (8, 8, 2, 3), 1, (0, 1), 1, True)  # 6×7 outputs
-    assert conv_module._rows_apply(config[1], (1, 1), (6, 7))
+    assert choice.rows_apply(config[1], (1, 1), (6, 7))
     test_gradients_match_finite_differences(config, "fast", forward, backward, h, bar, rng)
 
 
@@ -247,6 +247,25 @@ def test_default_dtype_is_float32_end_to_end(rng):
     assert (out.dtype, dx.dtype, dw.dtype, db) == (np.float32, np.float32, np.float32, None)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.bool_])
+@pytest.mark.parametrize(("forward", "backward"), [(conv2d_forward, conv2d_backward),
+                                                   (conv2d_relu_forward, conv2d_relu_backward)])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_non_float_input_is_computed_in_float32(impl, forward, backward, dtype, rng):
+    """Integer and bool images are converted to float32 (as every kernel does), never the
+    float weights cast to the input's integer dtype."""
+    x = rng.integers(0, 2 if dtype == np.bool_ else 256, size=(2, 3, 6, 5)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    out, cache = forward(x, w, b, 1, 1, impl=impl)
+    want, cache_f = forward(x.astype(np.float32), w, b, 1, 1, impl=impl)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-4)
+    assert np.abs(out).max() > 1  # not the zeros of a uint8 cast of the weights
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    _assert_grads_close(backward(dout, cache), backward(dout, cache_f), rtol=1e-6, atol=1e-4)
+
+
 def test_no_bias_gives_none(rng):
     x, w, _ = _inputs(rng, CONFIGS[0])
     out, cache = conv2d_forward(x, w, None)
@@ -264,7 +283,7 @@ def test_batch_chunks_give_the_same_result(config, path, monkeypatch, rng):
     out, cache = conv2d_forward(x, w, b, stride, padding, dilation)
     dout = rng.standard_normal(out.shape)
     grads = conv2d_backward(dout, cache)
-    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr(buffers, "CHUNK_BYTES", 1)  # one image per chunk
     out_c, cache_c = conv2d_forward(x, w, b, stride, padding, dilation)
     np.testing.assert_allclose(out_c, out, rtol=1e-12, atol=1e-12)
     _assert_grads_close(conv2d_backward(dout, cache_c), grads, rtol=1e-12, atol=1e-12)
@@ -282,23 +301,23 @@ def test_kernel_rows_layers_take_that_path(config, expected, monkeypatch, rng):
     calls = []
 
     def spy(name):
-        kernel = getattr(conv_module, name)
+        kernel = getattr(kernel_rows, name)
 
         def run(*args, **kwargs):
             calls.append(name)
             return kernel(*args, **kwargs)
         return run
 
-    for name in ("_forward_rows", "_backward_rows"):
-        monkeypatch.setattr(conv_module, name, spy(name))
+    for name in ("forward", "backward"):
+        monkeypatch.setattr(kernel_rows, name, spy(name))
     x, w, b = _inputs(rng, config)
     _, _, stride, padding, dilation, _ = config
     out, cache = conv2d_relu_forward(x, w, b, stride, padding, dilation)
-    taken = ["_forward_rows" in calls]
+    taken = ["forward" in calls]
     for need_dx in (True, False):
         calls.clear()
         conv2d_relu_backward(rng.standard_normal(out.shape), cache, need_dx=need_dx)
-        taken.append("_backward_rows" in calls)
+        taken.append("backward" in calls)
     assert tuple(taken) == expected
 
 
@@ -317,7 +336,7 @@ def test_kernel_rows_layers_take_that_path(config, expected, monkeypatch, rng):
     ((16, 16, 1, 3), (1, 1), (32, 32), True, False),  # one kernel row
 ])
 def test_rows_apply_to_small_stride_one_layers(weight_shape, stride, out_hw, need_dx, rows):
-    assert conv_module._rows_apply(weight_shape, stride, out_hw, need_dx) == rows
+    assert choice.rows_apply(weight_shape, stride, out_hw, need_dx) == rows
 
 
 @pytest.mark.parametrize(("x_shape", "kernel", "stride_w", "dilation"), [
@@ -338,21 +357,21 @@ def test_k_major_im2col_in_two_copies_equals_one_copy(x_shape, kernel, stride_w,
         (s_c, dilation[0] * s_h, dilation[1] * s_w, s_n, s_h, stride_w * s_w))
     expected = windows.reshape(c * kernel[0] * kernel[1], -1)
     buf = np.empty(expected.size)
-    got = conv_module._k_major_two_copies(x_pad, kernel, stride_w, dilation, out_hw, buf)
+    got = im2col._k_major_two_copies(x_pad, kernel, stride_w, dilation, out_hw, buf)
     np.testing.assert_array_equal(got, expected)
 
 
 def test_chunks_bound_the_buffer_and_cover_the_batch():
     per_image = 32 * 32 * 144 * 4  # VGG-ish 16-channel layer, float32
-    chunks = conv_module._chunks(1024, per_image)
+    chunks = buffers.batch_chunks(1024, per_image)
     assert chunks[0].start == 0 and chunks[-1].stop == 1024
     assert all(a.stop == b.start for a, b in itertools.pairwise(chunks))
-    assert max(c.stop - c.start for c in chunks) * per_image <= conv_module.CHUNK_BYTES
+    assert max(c.stop - c.start for c in chunks) * per_image <= buffers.CHUNK_BYTES
 
 
 @pytest.mark.parametrize(("n", "min_images"), [(64, 15), (128, 1), (7, 1), (3, 2), (128, 3)])
 def test_chunk_count_is_a_multiple_of_the_threads(n, min_images):
-    chunks = conv_module._chunks(n, 36 * 2304 * 4, parts=2, min_images=min_images)
+    chunks = buffers.batch_chunks(n, 36 * 2304 * 4, parts=2, min_images=min_images)
     assert chunks[0].start == 0 and chunks[-1].stop == n
     assert all(a.stop == b.start for a, b in itertools.pairwise(chunks))
     assert len(chunks) % 2 == 0 or len(chunks) == n
@@ -378,9 +397,9 @@ def test_fast_layouts_and_any_dout_layout(config, rng):
     _, _, stride, padding, dilation, _ = config
     out, cache = conv2d_forward(x, w, b, stride, padding, dilation)
     k_major = x.shape[0] == 1 or x.shape[0] * out[0, 0].size <= 2 * w.shape[0]  # NCHW output
-    rows = conv_module._rows_apply(w.shape, pair(stride, "stride", "test"),
+    rows = choice.rows_apply(w.shape, pair(stride, "stride", "test"),
                                    out.shape[2:])  # channels-last output
-    chwn = x.shape[1] < 8 and out.shape[3] <= conv_module.CHWN_MAX_WIDTH and not rows
+    chwn = x.shape[1] < 8 and out.shape[3] <= choice.CHWN_MAX_WIDTH and not rows
     assert _nhwc_only(out) == (not k_major and (rows or (w.shape[0] >= 8 and not chwn)))
     dout = rng.standard_normal(out.shape)
     grads = conv2d_backward(np.ascontiguousarray(dout), cache)

@@ -15,8 +15,8 @@ from glasscnn.kernels import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
-from glasscnn.kernels import conv as conv_module
 from glasscnn.kernels import pool as pool_module
+from glasscnn.kernels.conv import buffers as conv_buffers
 
 # (x shape, weight shape, stride, padding, need_dx): channels-last and K-major (C_in < 8)
 # layouts, kernel rows, transposed-conv and col2im input gradients, an odd batch (uneven
@@ -36,9 +36,9 @@ IDS = [f"x{'x'.join(map(str, c[0]))}-w{'x'.join(map(str, c[1]))}-s{c[2]}-p{c[3]}
 @pytest.fixture
 def threaded(monkeypatch):
     """Every conv and pool goes to the pool (no size threshold), in chunks of one image."""
-    monkeypatch.setattr(conv_module, "PARALLEL_MIN_ELEMENTS", 0)
-    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)
-    monkeypatch.setattr(conv_module, "MIN_ROWS", 1)
+    monkeypatch.setattr(conv_buffers, "PARALLEL_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(conv_buffers, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(conv_buffers, "MIN_ROWS", 1)
     monkeypatch.setattr(pool_module, "_PARALLEL_MIN_ELEMENTS", 0)
     monkeypatch.setattr(pool_module, "_CHUNK_BYTES", 1)
     previous = _parallel.set_threads(2)

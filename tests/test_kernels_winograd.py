@@ -10,13 +10,13 @@ import pytest
 from grads_helper import assert_grads_match
 
 from glasscnn.kernels import (
-    _winograd,
     conv2d_backward,
     conv2d_forward,
     conv2d_relu_backward,
     conv2d_relu_forward,
 )
 from glasscnn.kernels._common import channels_last
+from glasscnn.kernels.conv import winograd as _winograd
 
 # (x shape, weight shape, padding, bias): 3×3 and 5×5, padding 0-2 and per-axis pairs, odd
 # and non-square outputs (a last tile half outside), one channel; batch 1 (which the conv

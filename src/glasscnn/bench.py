@@ -31,12 +31,12 @@ from glasscnn import nn as gnn
 from glasscnn import optim
 from glasscnn.analysis import analyze
 from glasscnn.io import to_torch
-from glasscnn.kernels import _winograd
-from glasscnn.kernels import conv as conv_kernels
 from glasscnn.kernels._common import conv_output_size
 from glasscnn.kernels._parallel import ENV as THREADS_ENV
 from glasscnn.kernels._parallel import blas_core, blas_found, single_threaded
 from glasscnn.kernels._parallel import threads as kernel_threads
+from glasscnn.kernels.conv import choice as conv_choice
+from glasscnn.kernels.conv import winograd
 from glasscnn.models import zoo
 from glasscnn.optim.optimizer import Optimizer
 
@@ -49,7 +49,7 @@ WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn", "epo
              "memory")
 # untimed runs of each library before a step workload is timed: at least the calls in
 # which GLASSCNN_WINOGRAD=auto times Winograd against the GEMM path in turn
-WARMUP = max(2, 2 * _winograd.TRIALS)
+WARMUP = max(2, 2 * winograd.TRIALS)
 TARGETS = {"alexnet_b1": 0.8, "alexnet_b64": 1.2, "three_layer": 1.2, "vgg": 1.5,
            "lenet_bn": 1.8}
 
@@ -478,17 +478,17 @@ def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = 
 
 def _winograd_report(echo: Callable[[str], None], report: dict[str, Any]) -> None:
     """Print which kernel ``GLASSCNN_WINOGRAD=auto`` chose for each layer it measured."""
-    report["winograd"] = _winograd.timings()
+    report["winograd"] = winograd.timings()
     if not report["winograd"]:
         return
     echo("")
     echo(f"Winograd or GEMMs (im2col, or kernel rows), measured per layer "
-         f"({_winograd.MODE_ENV}={_winograd.mode}; best of {_winograd.TRIALS} calls, ms):")
+         f"({winograd.MODE_ENV}={winograd.mode}; best of {winograd.TRIALS} calls, ms):")
     for key, (wino, gemm) in report["winograd"].items():
         direction, x_shape, w_shape, padding = key[:4]
         out_hw = tuple(conv_output_size(x_shape[2 + a], w_shape[2 + a], 1, padding[a])
                        for a in (0, 1))  # Winograd layers: stride 1, no dilation
-        path = "rows" if conv_kernels._rows_apply(w_shape, (1, 1), out_hw) else "im2col"
+        path = "rows" if conv_choice.rows_apply(w_shape, (1, 1), out_hw) else "im2col"
         echo(f"  {direction:<8} x {'x'.join(map(str, x_shape))} w {'x'.join(map(str, w_shape))}: "
              f"winograd {wino * 1e3:.2f}, {path} {gemm * 1e3:.2f} -> "
              + ("winograd" if wino < gemm else path))
@@ -566,12 +566,12 @@ def _category(numpy_name: str, path: str, caller: str) -> str:
     optimizer; other kernels: elementwise.
     """
     path = path.replace("\\", "/")
-    if "/glasscnn/kernels/_winograd.py" in path:
+    if "/glasscnn/kernels/conv/winograd.py" in path:
         if caller == "_products":
             return "GEMM"
         elementwise = ("add", "maximum", "greater", "multiply")
         return "elementwise" if numpy_name in elementwise else "im2col"
-    if "/glasscnn/kernels/conv.py" in path:
+    if "/glasscnn/kernels/conv/" in path:
         if caller == "_dx_col2im":
             return "col2im"
         if numpy_name == "matmul":

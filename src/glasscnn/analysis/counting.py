@@ -227,9 +227,11 @@ def _conv2d(layer: Conv2d, ins: tuple[int, ...], outs: tuple[int, ...],
     n, c_in, h, w = ins
     _, c_out, ho, wo = outs
     kh, kw = layer.kernel_size
+    c_in //= layer.groups  # each output channel sees its group's inputs
     macs = n * c_out * ho * wo * c_in * kh * kw
-    taps_h = valid_taps(h, kh, layer.stride[0], layer.padding[0], layer.dilation[0], ho)
-    taps_w = valid_taps(w, kw, layer.stride[1], layer.padding[1], layer.dilation[1], wo)
+    top, left = layer.pads()[0]  # valid taps depend on the padding before the input only
+    taps_h = valid_taps(h, kh, layer.stride[0], top, layer.dilation[0], ho)
+    taps_w = valid_taps(w, kw, layer.stride[1], left, layer.dilation[1], wo)
     biases = _bias_values(layer, "conv", c_out, opts)
     return LayerCount(
         kind="conv", macs=macs, macs_effective=n * c_out * c_in * taps_h * taps_w,

@@ -6,7 +6,7 @@ by their state_dict keys (``conv1.weight``, ``layer1.0.bn1.running_mean``, …):
 =====================  =========================================================
 glasscnn               ONNX (opset 17 by default)
 =====================  =========================================================
-Conv2d                 Conv (pads [top, left, bottom, right], dilations, bias)
+Conv2d                 Conv (pads [top, left, bottom, right], dilations, group, bias)
 Linear                 Gemm (transB = 1)
 MaxPool2d              MaxPool (floor mode, padded cells never win)
 AvgPool2d              AveragePool (count_include_pad as the layer)
@@ -123,10 +123,10 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
         inputs = [x, g.weight(dot + "weight", module.weight.data)]
         if module.bias is not None:
             inputs.append(g.weight(dot + "bias", module.bias.data))
-        ph, pw = module.padding
+        (top, left), (bottom, right) = module.pads()
         return g.node("Conv", inputs, name, kernel_shape=list(module.kernel_size),
-                      strides=list(module.stride), pads=[ph, pw, ph, pw],
-                      dilations=list(module.dilation)), out_shape
+                      strides=list(module.stride), pads=[top, left, bottom, right],
+                      dilations=list(module.dilation), group=module.groups), out_shape
     if isinstance(module, Linear):
         inputs = [x, g.weight(dot + "weight", module.weight.data)]
         if module.bias is not None:

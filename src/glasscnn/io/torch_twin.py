@@ -55,8 +55,12 @@ def _twin(module: gnn.Module, torch: Any) -> Any:
         return _residual_twin(module, torch)
     if isinstance(module, gnn.Conv2d):
         return nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
-                         module.stride, module.padding, module.dilation,
+                         module.stride, module.padding, module.dilation, module.groups,
                          bias=module.bias is not None)
+    if isinstance(module, gnn.ConvTranspose2d):
+        return nn.ConvTranspose2d(module.in_channels, module.out_channels, module.kernel_size,
+                                  module.stride, module.padding, module.output_padding,
+                                  module.groups, module.bias is not None, module.dilation)
     if isinstance(module, gnn.Linear):
         return nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
     if isinstance(module, gnn.MaxPool2d):

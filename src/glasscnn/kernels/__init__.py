@@ -17,6 +17,10 @@ from glasscnn.kernels.conv import (
     conv2d_forward,
     conv2d_relu_backward,
     conv2d_relu_forward,
+    conv_padding,
+    conv_transpose2d_backward,
+    conv_transpose2d_forward,
+    transposed_output_size,
 )
 from glasscnn.kernels.dropout import dropout_backward, dropout_forward
 from glasscnn.kernels.elementwise import add_backward, add_forward
@@ -55,6 +59,9 @@ __all__ = [
     "conv2d_relu_backward",
     "conv2d_relu_forward",
     "conv_output_size",
+    "conv_padding",
+    "conv_transpose2d_backward",
+    "conv_transpose2d_forward",
     "dropout_backward",
     "dropout_forward",
     "flatten_backward",
@@ -69,4 +76,5 @@ __all__ = [
     "sigmoid_forward",
     "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward",
+    "transposed_output_size",
 ]

@@ -1,6 +1,7 @@
 """PyTorch-shaped modules: parameters, layers, containers, losses."""
 
 from glasscnn.nn.containers import ResidualBlock, Sequential
+from glasscnn.nn.conv import ConvTranspose2d
 from glasscnn.nn.init import manual_seed
 from glasscnn.nn.layers import (
     AdaptiveAvgPool2d,
@@ -25,6 +26,7 @@ __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",
+    "ConvTranspose2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",

@@ -8,6 +8,7 @@ import numpy as np
 
 from glasscnn import kernels as K
 from glasscnn.kernels._common import check_impl, check_ndim, conv_output_size, pair
+from glasscnn.kernels.conv.conv2d import check_groups
 from glasscnn.nn.init import default_rng, kaiming_uniform
 from glasscnn.nn.module import Module, Parameter
 
@@ -62,21 +63,26 @@ class Conv2d(Module):
 
     Args:
         in_channels, out_channels: C_in and C_out.
-        kernel_size, stride, padding, dilation: int or (h, w) pair.
+        kernel_size, stride, dilation: int or (h, w) pair.
+        padding: int, (h, w) pair, ``"valid"`` or ``"same"`` (stride 1; an even kernel's
+            extra row/column of zeros on the bottom/right, as PyTorch).
+        groups: G, dividing C_in and C_out: each output group sees only its input group
+            (G = C_in: depthwise).
         bias: whether to learn a bias of shape (C_out,).
         impl: ``"fast"`` or ``"naive"`` kernels.
         dtype: parameter dtype (float32 by default).
         rng: generator for the initial weights (default: ``glasscnn.nn.init.default_rng()``).
 
+    Parameters: ``weight`` (C_out, C_in/G, kH, kW), ``bias`` (C_out,), as PyTorch's.
     Shapes: input (N, C_in, H, W) → output (N, C_out, H_out, W_out) with
-    H_out = floor((H + 2P − D(K−1) − 1) / S) + 1, likewise W_out.
+    H_out = floor((H + 2P − D(K−1) − 1) / S) + 1, likewise W_out (``"same"``: H_out = H).
     """
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
-        dilation: int | tuple[int, int] = 1, bias: bool = True, impl: str = "fast",
-        dtype: Any = np.float32, rng: np.random.Generator | None = None,
+        stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1, groups: int = 1, bias: bool = True,
+        impl: str = "fast", dtype: Any = np.float32, rng: np.random.Generator | None = None,
     ) -> None:
         super().__init__()
         if in_channels <= 0 or out_channels <= 0:
@@ -85,21 +91,28 @@ class Conv2d(Module):
                 f"out_channels={out_channels}"
             )
         check_impl(impl, "Conv2d")
-        self.in_channels, self.out_channels = in_channels, out_channels
+        check_groups(groups, in_channels, out_channels, "Conv2d")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _window_arg("Conv2d", "kernel_size", kernel_size, 1)
         self.stride = _window_arg("Conv2d", "stride", stride, 1)
-        self.padding = _window_arg("Conv2d", "padding", padding, 0)
         self.dilation = _window_arg("Conv2d", "dilation", dilation, 1)
+        # as PyTorch: the pair, or the word ("same", "valid") as given
+        self._pads = K.conv_padding(padding, self.kernel_size, self.stride, self.dilation,
+                                    "Conv2d")
+        self.padding = padding if isinstance(padding, str) else self._pads[0]
         self.impl = impl
         rng = rng or default_rng()
-        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
-        self.weight = Parameter(
-            kaiming_uniform((out_channels, in_channels, *self.kernel_size), fan_in, rng, dtype)
-        )
+        fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
+        self.weight = Parameter(kaiming_uniform(
+            (out_channels, in_channels // groups, *self.kernel_size), fan_in, rng, dtype))
         self.bias = (
             Parameter(kaiming_uniform((out_channels,), fan_in, rng, dtype)) if bias else None
         )
         self._cache = None
+
+    def pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The zeros added ``((top, left), (bottom, right))`` (see ``kernels.conv_padding``)."""
+        return self._pads
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(N, C_in, H, W) → (N, C_out, H_out, W_out)."""
@@ -113,7 +126,8 @@ class Conv2d(Module):
     def _run(self, kernel: Any, x: np.ndarray) -> np.ndarray:
         out, self._cache = kernel(
             x, self.weight.data, None if self.bias is None else self.bias.data,
-            stride=self.stride, padding=self.padding, dilation=self.dilation, impl=self.impl,
+            stride=self.stride, padding=self.padding, dilation=self.dilation,
+            groups=self.groups, impl=self.impl,
         )
         return out
 
@@ -135,18 +149,22 @@ class Conv2d(Module):
                 f"Conv2d: expected {self.in_channels} input channels, got shape "
                 f"{tuple(input_shape)}"
             )
+        (top, left), (bottom, right) = self._pads
+        n, c, h, w = input_shape  # an asymmetric padding as the symmetric one of a larger input
         return _window_output_shape(
-            "Conv2d", input_shape, self.kernel_size, self.stride, self.padding, self.dilation,
-            self.out_channels,
+            "Conv2d", (n, c, h + bottom - top, w + right - left), self.kernel_size,
+            self.stride, (top, left), self.dilation, self.out_channels,
         )
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
         if self.padding != (0, 0):
-            s += f", padding={self.padding}"
+            s += f", padding={self.padding!r}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
         return s
