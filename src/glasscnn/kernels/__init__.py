@@ -7,10 +7,22 @@ argument order (``None`` for an absent bias).
 
 from glasscnn.kernels._common import channels_last, conv_output_size
 from glasscnn.kernels.activations import (
+    gelu_backward,
+    gelu_forward,
+    hardswish_backward,
+    hardswish_forward,
+    leaky_relu_backward,
+    leaky_relu_forward,
+    relu6_backward,
+    relu6_forward,
     relu_backward,
     relu_forward,
     sigmoid_backward,
     sigmoid_forward,
+    silu_backward,
+    silu_forward,
+    tanh_backward,
+    tanh_forward,
 )
 from glasscnn.kernels.conv import (
     conv2d_backward,
@@ -39,6 +51,12 @@ from glasscnn.kernels.pool import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from glasscnn.kernels.softmax import (
+    log_softmax_backward,
+    log_softmax_forward,
+    softmax_backward,
+    softmax_forward,
+)
 
 __all__ = [
     "adaptive_avg_pool2d_backward",
@@ -59,14 +77,30 @@ __all__ = [
     "dropout_forward",
     "flatten_backward",
     "flatten_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "hardswish_backward",
+    "hardswish_forward",
+    "leaky_relu_backward",
+    "leaky_relu_forward",
     "linear_backward",
     "linear_forward",
+    "log_softmax_backward",
+    "log_softmax_forward",
     "max_pool2d_backward",
     "max_pool2d_forward",
+    "relu6_backward",
+    "relu6_forward",
     "relu_backward",
     "relu_forward",
     "sigmoid_backward",
     "sigmoid_forward",
+    "silu_backward",
+    "silu_forward",
+    "softmax_backward",
     "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward",
+    "softmax_forward",
+    "tanh_backward",
+    "tanh_forward",
 ]

@@ -1,5 +1,15 @@
 """PyTorch-shaped modules: parameters, layers, containers, losses."""
 
+from glasscnn.nn.activations import (
+    GELU,
+    Hardswish,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU6,
+    SiLU,
+    Softmax,
+    Tanh,
+)
 from glasscnn.nn.containers import ResidualBlock, Sequential
 from glasscnn.nn.init import manual_seed
 from glasscnn.nn.layers import (
@@ -19,6 +29,7 @@ from glasscnn.nn.loss import CrossEntropyLoss
 from glasscnn.nn.module import Module, Parameter
 
 __all__ = [
+    "GELU",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm1d",
@@ -27,13 +38,20 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "Hardswish",
+    "LeakyReLU",
     "Linear",
+    "LogSoftmax",
     "MaxPool2d",
     "Module",
     "Parameter",
     "ReLU",
+    "ReLU6",
     "ResidualBlock",
     "Sequential",
+    "SiLU",
     "Sigmoid",
+    "Softmax",
+    "Tanh",
     "manual_seed",
 ]

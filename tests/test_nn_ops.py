@@ -1,0 +1,88 @@
+"""Modules of the operators beyond the course networks: PyTorch parity of outputs, input and
+parameter gradients (random upstream gradients), state_dict keys, finite differences, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import glasscnn.nn as nn
+from glasscnn.gradcheck import check_module
+
+IMPLS = ["naive", "fast"]
+
+# glasscnn module -> the torch constructor call with the same arguments
+ACTIVATIONS = [
+    (lambda impl: nn.Tanh(impl=impl), lambda t: t.nn.Tanh()),
+    (lambda impl: nn.LeakyReLU(0.2, impl=impl), lambda t: t.nn.LeakyReLU(0.2)),
+    (lambda impl: nn.LeakyReLU(impl=impl), lambda t: t.nn.LeakyReLU()),
+    (lambda impl: nn.ReLU6(impl=impl), lambda t: t.nn.ReLU6()),
+    (lambda impl: nn.Hardswish(impl=impl), lambda t: t.nn.Hardswish()),
+    (lambda impl: nn.SiLU(impl=impl), lambda t: t.nn.SiLU()),
+    (lambda impl: nn.GELU(impl=impl), lambda t: t.nn.GELU()),
+    (lambda impl: nn.Softmax(dim=1, impl=impl), lambda t: t.nn.Softmax(dim=1)),
+    (lambda impl: nn.Softmax(dim=-1, impl=impl), lambda t: t.nn.Softmax(dim=-1)),
+    (lambda impl: nn.LogSoftmax(dim=1, impl=impl), lambda t: t.nn.LogSoftmax(dim=1)),
+    (lambda impl: nn.LogSoftmax(dim=0, impl=impl), lambda t: t.nn.LogSoftmax(dim=0)),
+]
+
+
+def _torch_module_run(torch, module_t, x, dout):
+    """Output and input gradient of a torch module for float64 ``x`` and ``dout``."""
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out = module_t(xt)
+    out.backward(torch.from_numpy(dout))
+    return out.detach().numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", range(len(ACTIVATIONS)))
+def test_activation_modules_match_torch(case, impl, torch, rng):
+    make, make_t = ACTIVATIONS[case]
+    module, module_t = make(impl), make_t(torch)
+    x = rng.uniform(-7, 7, (2, 3, 4, 5))
+    dout = rng.standard_normal(x.shape)
+    out = module(x)
+    dx = module.backward(dout)
+    out_t, dx_t = _torch_module_run(torch, module_t, x, dout)
+    np.testing.assert_allclose(out, out_t, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, dx_t, rtol=1e-12, atol=1e-14)
+    assert list(module.state_dict()) == list(module_t.state_dict()) == []
+    assert module.output_shape(x.shape) == x.shape
+
+
+@pytest.mark.parametrize("case", range(len(ACTIVATIONS)))
+def test_activation_modules_finite_differences(case, rng):
+    module = ACTIVATIONS[case][0]("fast")
+    errors = check_module(module, rng.uniform(-2, 2, (2, 3, 3)), h=1e-6)
+    assert errors["input"] < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 5), (2, 3, 4), (2, 3, 4, 5)])
+@pytest.mark.parametrize("name", ["Softmax", "LogSoftmax"])
+def test_softmax_implicit_dim_matches_torch(name, shape, torch, rng):
+    x = rng.standard_normal(shape)
+    with pytest.warns(UserWarning):
+        expected = getattr(torch.nn, name)()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(getattr(nn, name)()(x), expected, rtol=1e-12)
+
+
+def test_activation_reprs_match_torch(torch):
+    pairs = [(nn.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2)), (nn.Softmax(1), torch.nn.Softmax(1)),
+             (nn.GELU(), torch.nn.GELU()), (nn.Tanh(), torch.nn.Tanh()),
+             (nn.ReLU6(), torch.nn.ReLU6())]
+    for ours, theirs in pairs:
+        assert repr(ours) == repr(theirs)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: nn.GELU(approximate="tanh"), r"^GELU: .*'tanh'"),
+        (lambda: nn.LeakyReLU("0.1"), r"^LeakyReLU: negative_slope .*'0.1'"),
+        (lambda: nn.Softmax(dim=1.5), r"^Softmax: dim .*1.5"),
+    ],
+)
+def test_activation_constructor_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
