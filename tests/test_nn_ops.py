@@ -86,3 +86,59 @@ def test_activation_reprs_match_torch(torch):
 def test_activation_constructor_errors(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+# --- losses ----------------------------------------------------------------------------------
+
+def _loss_cases(rng):
+    """(glasscnn criterion, torch criterion builder, input, target)."""
+    w = rng.uniform(0.5, 2, 4)
+    logits = rng.standard_normal((3, 4, 2))
+    labels = rng.integers(0, 4, (3, 2))
+    labels[0, 0] = 1
+    labels[1, 1] = -1
+    x, t = rng.standard_normal((3, 4)), rng.uniform(0, 1, (3, 4))
+    return [
+        (nn.CrossEntropyLoss(), lambda T: T.nn.CrossEntropyLoss(), logits, labels.clip(0)),
+        (nn.CrossEntropyLoss(w, ignore_index=-1, reduction="sum", label_smoothing=0.2),
+         lambda T: T.nn.CrossEntropyLoss(T.from_numpy(w), ignore_index=-1, reduction="sum",
+                                         label_smoothing=0.2), logits, labels),
+        (nn.NLLLoss(w, ignore_index=-1), lambda T: T.nn.NLLLoss(T.from_numpy(w), ignore_index=-1),
+         logits, labels),
+        (nn.NLLLoss(reduction="none"), lambda T: T.nn.NLLLoss(reduction="none"), logits,
+         labels.clip(0)),
+        (nn.MSELoss(), lambda T: T.nn.MSELoss(), x, t),
+        (nn.MSELoss(reduction="sum"), lambda T: T.nn.MSELoss(reduction="sum"), x, t),
+        (nn.BCEWithLogitsLoss(), lambda T: T.nn.BCEWithLogitsLoss(), x, t),
+        (nn.BCEWithLogitsLoss(w[:1], reduction="none", pos_weight=w),
+         lambda T: T.nn.BCEWithLogitsLoss(T.from_numpy(w[:1]), reduction="none",
+                                          pos_weight=T.from_numpy(w)), x, t),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_loss_modules_match_torch(case, torch, rng):
+    criterion, make_t, x, target = _loss_cases(rng)[case]
+    criterion_t = make_t(torch)
+    loss = criterion(x, target)
+    dout = rng.standard_normal(np.shape(loss))
+    dx = criterion.backward(dout)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    loss_t = criterion_t(xt, torch.from_numpy(target))
+    loss_t.backward(torch.from_numpy(np.asarray(dout)))
+    np.testing.assert_allclose(loss, loss_t.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+    sd, sd_t = criterion.state_dict(), criterion_t.state_dict()
+    assert list(sd) == list(sd_t)
+    for key in sd:
+        np.testing.assert_array_equal(sd[key], sd_t[key].numpy())
+    assert repr(criterion) == repr(criterion_t)
+
+
+def test_loss_module_errors():
+    with pytest.raises(ValueError, match=r"^MSELoss: reduction .*'avg'"):
+        nn.MSELoss(reduction="avg")
+    with pytest.raises(ValueError, match=r"^NLLLoss: backward called before"):
+        nn.NLLLoss().backward()
+    with pytest.raises(ValueError, match=r"^BCEWithLogitsLoss: pos_weight .*<U1"):
+        nn.BCEWithLogitsLoss(pos_weight=np.array(["a"]))

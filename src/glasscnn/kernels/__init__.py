@@ -39,6 +39,12 @@ from glasscnn.kernels.linear import (
     linear_forward,
 )
 from glasscnn.kernels.losses import (
+    binary_cross_entropy_with_logits_backward,
+    binary_cross_entropy_with_logits_forward,
+    mse_loss_backward,
+    mse_loss_forward,
+    nll_loss_backward,
+    nll_loss_forward,
     softmax_cross_entropy_backward,
     softmax_cross_entropy_forward,
 )
@@ -67,6 +73,8 @@ __all__ = [
     "avg_pool2d_forward",
     "batch_norm_backward",
     "batch_norm_forward",
+    "binary_cross_entropy_with_logits_backward",
+    "binary_cross_entropy_with_logits_forward",
     "channels_last",
     "conv2d_backward",
     "conv2d_forward",
@@ -89,6 +97,10 @@ __all__ = [
     "log_softmax_forward",
     "max_pool2d_backward",
     "max_pool2d_forward",
+    "mse_loss_backward",
+    "mse_loss_forward",
+    "nll_loss_backward",
+    "nll_loss_forward",
     "relu6_backward",
     "relu6_forward",
     "relu_backward",

@@ -26,12 +26,14 @@ from glasscnn.nn.layers import (
     Sigmoid,
 )
 from glasscnn.nn.loss import CrossEntropyLoss
+from glasscnn.nn.losses import BCEWithLogitsLoss, MSELoss, NLLLoss
 from glasscnn.nn.module import Module, Parameter
 
 __all__ = [
     "GELU",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",
@@ -42,8 +44,10 @@ __all__ = [
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
+    "MSELoss",
     "MaxPool2d",
     "Module",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "ReLU6",
