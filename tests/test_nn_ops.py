@@ -142,3 +142,88 @@ def test_loss_module_errors():
         nn.NLLLoss().backward()
     with pytest.raises(ValueError, match=r"^BCEWithLogitsLoss: pos_weight .*<U1"):
         nn.BCEWithLogitsLoss(pos_weight=np.array(["a"]))
+
+
+# --- pooling -------------------------------------------------------------------------------
+
+POOLS = [
+    (lambda i: nn.MaxPool2d(3, 2, 1, dilation=2, return_indices=True, ceil_mode=True, impl=i),
+     lambda t: t.nn.MaxPool2d(3, 2, 1, dilation=2, return_indices=True, ceil_mode=True),
+     (2, 3, 9, 8)),
+    (lambda i: nn.MaxPool2d(3, 2, ceil_mode=True, impl=i),
+     lambda t: t.nn.MaxPool2d(3, 2, ceil_mode=True), (1, 2, 8, 8)),
+    (lambda i: nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False, impl=i),
+     lambda t: t.nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False), (2, 2, 6, 7)),
+    (lambda i: nn.AvgPool2d(2, 1, divisor_override=3, impl=i),
+     lambda t: t.nn.AvgPool2d(2, 1, divisor_override=3), (1, 2, 5, 4)),
+    (lambda i: nn.AdaptiveMaxPool2d((3, 2), return_indices=True, impl=i),
+     lambda t: t.nn.AdaptiveMaxPool2d((3, 2), return_indices=True), (2, 2, 7, 5)),
+    (lambda i: nn.AdaptiveMaxPool2d(1, impl=i), lambda t: t.nn.AdaptiveMaxPool2d(1),
+     (2, 3, 4, 4)),
+    (lambda i: nn.MaxPool1d(3, 2, 1, dilation=2, return_indices=True, ceil_mode=True, impl=i),
+     lambda t: t.nn.MaxPool1d(3, 2, 1, dilation=2, return_indices=True, ceil_mode=True),
+     (2, 3, 11)),
+    (lambda i: nn.MaxPool1d(2, impl=i), lambda t: t.nn.MaxPool1d(2), (3, 8)),
+    (lambda i: nn.AvgPool1d(3, 2, 1, ceil_mode=True, count_include_pad=False, impl=i),
+     lambda t: t.nn.AvgPool1d(3, 2, 1, ceil_mode=True, count_include_pad=False), (2, 2, 10)),
+    (lambda i: nn.AvgPool1d(4, impl=i), lambda t: t.nn.AvgPool1d(4), (3, 9)),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", range(len(POOLS)))
+def test_pool_modules_match_torch(case, impl, torch, rng):
+    make, make_t, shape = POOLS[case]
+    module, module_t = make(impl), make_t(torch)
+    size = int(np.prod(shape))
+    x = rng.permutation(size).reshape(shape) / size  # no ties
+    result = module(x)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    result_t = module_t(xt)
+    if isinstance(result_t, tuple):
+        (out, idx), (out_t, idx_t) = result, result_t
+        np.testing.assert_array_equal(idx, idx_t.numpy())
+    else:
+        out, out_t = result, result_t
+    dout = rng.standard_normal(out.shape)
+    dx = module.backward(dout)
+    out_t.backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+    assert module.output_shape(shape) == out.shape
+    assert list(module.state_dict()) == list(module_t.state_dict()) == []
+
+
+@pytest.mark.parametrize("case", [0, 2, 4, 6, 8])
+def test_pool_modules_finite_differences(case, rng):
+    make, _, shape = POOLS[case]
+    module = make("fast")
+    size = int(np.prod(shape))
+    x = rng.permutation(size).reshape(shape) / size
+    if getattr(module, "return_indices", False):
+        module.return_indices = False
+    assert check_module(module, x, h=1e-6)["input"] < 1e-6
+
+
+def test_pool_module_reprs_match_torch(torch):
+    pairs = [(nn.MaxPool1d(3, 2, 1, dilation=2, ceil_mode=True),
+              torch.nn.MaxPool1d(3, 2, 1, dilation=2, ceil_mode=True)),
+             (nn.AvgPool1d(3, 2, 1), torch.nn.AvgPool1d(3, 2, 1))]
+    for ours, theirs in pairs:
+        assert repr(ours) == repr(theirs)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: nn.AdaptiveMaxPool2d(0), r"^AdaptiveMaxPool2d: output_size must be > 0"),
+        (lambda: nn.MaxPool1d((2, 2)), r"^MaxPool1d: kernel_size must be an int, got \(2, 2\)"),
+        (lambda: nn.AvgPool1d(2, stride=1.5), r"^AvgPool1d: stride must be an int, got 1.5"),
+        (lambda: nn.MaxPool1d(2)(np.zeros((1, 2, 3, 4))),
+         r"^MaxPool1d: expected input of shape \(N, C, L\) or \(C, L\), got shape \(1, 2, 3, 4\)"),
+        (lambda: nn.MaxPool1d(5).output_shape((1, 2, 3)), r"^MaxPool1d: input \(1, 2, 3\) is too"),
+    ],
+)
+def test_pool_module_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -24,6 +24,13 @@ from glasscnn.kernels.activations import (
     tanh_backward,
     tanh_forward,
 )
+from glasscnn.kernels.adaptive_pool import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    adaptive_max_pool2d_backward,
+    adaptive_max_pool2d_forward,
+    adaptive_max_pool2d_indices,
+)
 from glasscnn.kernels.conv import (
     conv2d_backward,
     conv2d_forward,
@@ -50,12 +57,12 @@ from glasscnn.kernels.losses import (
 )
 from glasscnn.kernels.norm import batch_norm_backward, batch_norm_forward
 from glasscnn.kernels.pool import (
-    adaptive_avg_pool2d_backward,
-    adaptive_avg_pool2d_forward,
     avg_pool2d_backward,
     avg_pool2d_forward,
     max_pool2d_backward,
     max_pool2d_forward,
+    max_pool2d_indices,
+    pool_output_size,
 )
 from glasscnn.kernels.softmax import (
     log_softmax_backward,
@@ -67,6 +74,9 @@ from glasscnn.kernels.softmax import (
 __all__ = [
     "adaptive_avg_pool2d_backward",
     "adaptive_avg_pool2d_forward",
+    "adaptive_max_pool2d_backward",
+    "adaptive_max_pool2d_forward",
+    "adaptive_max_pool2d_indices",
     "add_backward",
     "add_forward",
     "avg_pool2d_backward",
@@ -97,10 +107,12 @@ __all__ = [
     "log_softmax_forward",
     "max_pool2d_backward",
     "max_pool2d_forward",
+    "max_pool2d_indices",
     "mse_loss_backward",
     "mse_loss_forward",
     "nll_loss_backward",
     "nll_loss_forward",
+    "pool_output_size",
     "relu6_backward",
     "relu6_forward",
     "relu_backward",

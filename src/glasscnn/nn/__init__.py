@@ -28,10 +28,13 @@ from glasscnn.nn.layers import (
 from glasscnn.nn.loss import CrossEntropyLoss
 from glasscnn.nn.losses import BCEWithLogitsLoss, MSELoss, NLLLoss
 from glasscnn.nn.module import Module, Parameter
+from glasscnn.nn.pooling import AdaptiveMaxPool2d, AvgPool1d, MaxPool1d
 
 __all__ = [
     "GELU",
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "AvgPool1d",
     "AvgPool2d",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
@@ -45,6 +48,7 @@ __all__ = [
     "Linear",
     "LogSoftmax",
     "MSELoss",
+    "MaxPool1d",
     "MaxPool2d",
     "Module",
     "NLLLoss",
