@@ -15,6 +15,8 @@ from glasscnn.kernels import (
     avg_pool2d_forward,
     max_pool2d_backward,
     max_pool2d_forward,
+    max_pool2d_indices,
+    pool_output_size,
 )
 
 IMPLS = ["naive", "fast"]
@@ -351,3 +353,162 @@ def test_backward_rejects_wrong_dout_shape(impl):
         with pytest.raises(ValueError, match=rf"^{op}: expected dout of shape \(1, 2, 3, 3\), "
                                              r"got shape \(1, 2, 3, 4\)"):
             backward(np.zeros((1, 2, 3, 4)), cache)
+
+
+# --- dilation, ceil_mode, indices, divisor_override -----------------------------------------
+
+# (kernel, stride, padding, dilation, ceil_mode, input shape): ceil windows reaching past the
+# padding, the last-window rule dropping one, dilated overlapping and gapped windows
+MAX_OPTION_CASES = [
+    (3, 2, 0, 1, True, (2, 2, 8, 7)),
+    (3, 2, 1, 1, True, (1, 2, 6, 5)),
+    (2, 2, 1, 1, True, (1, 1, 5, 5)),
+    (2, 3, 0, 1, True, (2, 1, 7, 8)),
+    (3, 1, 1, 2, False, (1, 2, 7, 6)),
+    (2, 3, 0, 2, False, (2, 2, 9, 8)),
+    (3, 2, 1, 2, True, (1, 2, 9, 8)),
+    ((2, 3), (1, 2), (1, 1), (3, 1), True, (2, 1, 7, 9)),
+    (1, 2, 0, 3, True, (1, 1, 4, 5)),
+]
+
+
+def _torch_max(torch, x, k, s, p, d, ceil, dout):
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out, idx = torch.nn.functional.max_pool2d(xt, k, s, p, d, ceil_mode=ceil, return_indices=True)
+    out.backward(torch.from_numpy(dout))
+    return out.detach().numpy(), idx.numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize("k, s, p, d, ceil, shape", MAX_OPTION_CASES)
+def test_max_pool_options_naive_fast_torch_and_indices(k, s, p, d, ceil, shape, torch, rng):
+    x = _distinct(rng, shape)
+    results = []
+    for impl in IMPLS:
+        out, cache = max_pool2d_forward(x, k, s, p, d, ceil, impl=impl)
+        dout = np.random.default_rng(1).standard_normal(out.shape)
+        results.append((out, max_pool2d_indices(cache), *max_pool2d_backward(dout, cache)))
+    out_t, idx_t, dx_t = _torch_max(torch, x, k, s, p, d, ceil, dout)
+    for out, idx, dx in results:
+        np.testing.assert_array_equal(out, out_t)
+        np.testing.assert_array_equal(idx, idx_t)
+        assert idx.dtype == np.int64
+        np.testing.assert_allclose(dx, dx_t, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_max_pool_indices_on_ties_match_torch(impl, torch):
+    x = np.zeros((1, 2, 5, 6))
+    x[0, 1, 1:3, 2:5] = 1.0
+    out, cache = max_pool2d_forward(x, 3, 2, 1, 1, True, impl=impl)
+    _, idx_t, _ = _torch_max(torch, x, 3, 2, 1, 1, True, np.ones(out.shape))
+    np.testing.assert_array_equal(max_pool2d_indices(cache), idx_t)
+
+
+AVG_OPTION_CASES = [
+    (3, 2, 0, True, True, None, (2, 2, 8, 7)),
+    (3, 2, 1, True, True, None, (1, 2, 6, 5)),
+    (3, 2, 1, True, False, None, (1, 2, 6, 5)),
+    (2, 2, 1, True, True, None, (1, 1, 5, 6)),
+    (2, 3, 0, True, False, None, (2, 1, 7, 8)),
+    (3, 1, 1, False, True, 4, (1, 2, 5, 4)),
+    (3, 2, 1, True, False, 7, (1, 2, 6, 5)),
+    ((2, 3), (1, 2), (1, 1), True, True, None, (2, 1, 7, 9)),
+]
+
+
+@pytest.mark.parametrize("k, s, p, ceil, include, override, shape", AVG_OPTION_CASES)
+def test_avg_pool_options_naive_fast_and_torch(k, s, p, ceil, include, override, shape, torch,
+                                               rng):
+    x = rng.standard_normal(shape)
+    results = []
+    for impl in IMPLS:
+        out, cache = avg_pool2d_forward(x, k, s, p, ceil, include, override, impl=impl)
+        dout = np.random.default_rng(1).standard_normal(out.shape)
+        results.append((out, *avg_pool2d_backward(dout, cache)))
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out_t = torch.nn.functional.avg_pool2d(xt, k, s, p, ceil, include, override)
+    out_t.backward(torch.from_numpy(dout))
+    for out, dx in results:
+        np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", range(4))
+def test_pool_options_finite_differences(case, impl, rng):
+    x = _distinct(rng, (1, 2, 7, 6))
+    forward, backward = [
+        (lambda: max_pool2d_forward(x, 3, 2, 1, 2, True, impl=impl), max_pool2d_backward),
+        (lambda: max_pool2d_forward(x, (2, 3), (3, 1), 0, (2, 1), True, impl=impl),
+         max_pool2d_backward),
+        (lambda: avg_pool2d_forward(x, 3, 2, 1, True, False, impl=impl), avg_pool2d_backward),
+        (lambda: avg_pool2d_forward(x, 2, 2, 1, True, True, 3, impl=impl), avg_pool2d_backward),
+    ][case]
+    out, cache = forward()
+    dout = rng.standard_normal(out.shape)
+    (dx,) = backward(dout, cache)
+    assert rel_error(dx, numerical_gradient(lambda: forward()[0], x, dout, h=1e-6)) < 1e-8
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    impl=st.sampled_from(IMPLS),
+    h=st.integers(1, 9), w=st.integers(1, 9),
+    kh=st.integers(1, 4), kw=st.integers(1, 4),
+    sh=st.integers(1, 3), sw=st.integers(1, 3),
+    dh=st.integers(1, 3), dw=st.integers(1, 3),
+    ceil=st.booleans(), include=st.booleans(),
+    override=st.sampled_from([None, 1, 5]),
+    data=st.data(),
+)
+def test_random_pool_options_match_torch(impl, h, w, kh, kw, sh, sw, dh, dw, ceil, include,
+                                         override, data, torch):
+    ph = data.draw(st.integers(0, kh // 2), label="ph")
+    pw = data.draw(st.integers(0, kw // 2), label="pw")
+    assume(h + 2 * ph >= dh * (kh - 1) + 1 and w + 2 * pw >= dw * (kw - 1) + 1)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="seed"))
+    x = _distinct(rng, (2, 2, h, w))
+    k, s, p, d = (kh, kw), (sh, sw), (ph, pw), (dh, dw)
+    out, cache = max_pool2d_forward(x, k, s, p, d, ceil, impl=impl)
+    dout = rng.standard_normal(out.shape)
+    out_t, idx_t, dx_t = _torch_max(torch, x, k, s, p, d, ceil, dout)
+    np.testing.assert_array_equal(out, out_t)
+    np.testing.assert_array_equal(max_pool2d_indices(cache), idx_t)
+    np.testing.assert_allclose(max_pool2d_backward(dout, cache)[0], dx_t, rtol=1e-12, atol=1e-14)
+    out, cache = avg_pool2d_forward(x, k, s, p, ceil, include, override, impl=impl)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out_t = torch.nn.functional.avg_pool2d(xt, k, s, p, ceil, include, override)
+    dout = rng.standard_normal(out.shape)
+    out_t.backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(avg_pool2d_backward(dout, cache)[0], xt.grad.numpy(),
+                               rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "size, k, s, p, d, ceil, expected",
+    [(7, 3, 2, 0, 1, False, 3), (7, 3, 2, 0, 1, True, 3), (8, 3, 2, 0, 1, True, 4),
+     (5, 2, 2, 1, 1, True, 3), (6, 2, 2, 1, 1, True, 4), (9, 3, 1, 1, 2, False, 7)],
+)
+def test_pool_output_size(size, k, s, p, d, ceil, expected):
+    # (5, 2, 2, 1, ceil): ceil((5 + 2 - 2) / 2) + 1 = 4, but the 4th window would start at
+    # 3·2 = 6 ≥ 5 + 1, past the input and its left padding: 3 (PyTorch's rule)
+    assert pool_output_size(size, k, s, p, d, ceil) == expected
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: max_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, dilation=0),
+         r"^max_pool2d: dilation must be > 0, got \(0, 0\)"),
+        (lambda: max_pool2d_forward(np.zeros((1, 1, 4, 4)), 3, dilation=2),
+         r"^max_pool2d: kernel_size \(3, 3\) is larger than .*dilation \(2, 2\)"),
+        (lambda: avg_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, divisor_override=0),
+         r"^avg_pool2d: divisor_override must be a positive int or None, got 0"),
+        (lambda: avg_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, divisor_override=1.5),
+         r"^avg_pool2d: divisor_override .*1.5"),
+    ],
+)
+def test_option_errors_name_the_op(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -581,7 +581,7 @@ def _category(numpy_name: str, path: str, caller: str) -> str:
         return "GEMM"
     if "/glasscnn/kernels/linear.py" in path:
         return "GEMM" if numpy_name == "matmul" else "elementwise"
-    if "/glasscnn/kernels/pool.py" in path:
+    if "/glasscnn/kernels/pool.py" in path or "/glasscnn/kernels/adaptive_pool.py" in path:
         return "pooling"
     if "/glasscnn/kernels/" in path:
         return "elementwise"

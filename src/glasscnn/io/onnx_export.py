@@ -8,8 +8,8 @@ glasscnn               ONNX (opset 17 by default)
 =====================  =========================================================
 Conv2d                 Conv (pads [top, left, bottom, right], dilations, group, bias)
 Linear                 Gemm (transB = 1)
-MaxPool2d              MaxPool (floor mode, padded cells never win)
-AvgPool2d              AveragePool (count_include_pad as the layer)
+MaxPool2d              MaxPool (dilations, ceil_mode; padded cells never win)
+AvgPool2d              AveragePool (count_include_pad, ceil_mode as the layer)
 AdaptiveAvgPool2d      GlobalAveragePool for 1×1; AveragePool with kernel = stride
                        = H / out when the input divides evenly; else an error
 ReLU, Sigmoid          Relu, Sigmoid
@@ -135,11 +135,16 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
     if isinstance(module, MaxPool2d | AvgPool2d):
         ph, pw = module.padding
         attrs: dict[str, Any] = {"kernel_shape": list(module.kernel_size),
-                                 "strides": list(module.stride), "pads": [ph, pw, ph, pw]}
+                                 "strides": list(module.stride), "pads": [ph, pw, ph, pw],
+                                 "ceil_mode": int(module.ceil_mode)}
         if isinstance(module, AvgPool2d):
+            if module.divisor_override is not None:
+                raise ValueError(f"export_onnx: layer {name!r} (AvgPool2d with "
+                                 f"divisor_override={module.divisor_override}) has no ONNX "
+                                 "AveragePool equivalent")
             attrs["count_include_pad"] = int(module.count_include_pad)
             return g.node("AveragePool", [x], name, **attrs), out_shape
-        return g.node("MaxPool", [x], name, **attrs), out_shape
+        return g.node("MaxPool", [x], name, dilations=list(module.dilation), **attrs), out_shape
     if isinstance(module, AdaptiveAvgPool2d):
         return _adaptive_pool(g, module, name, x, shape), out_shape
     if isinstance(module, ReLU):

@@ -1,5 +1,15 @@
 """PyTorch-shaped modules: parameters, layers, containers, losses."""
 
+from glasscnn.nn.activations import (
+    GELU,
+    Hardswish,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU6,
+    SiLU,
+    Softmax,
+    Tanh,
+)
 from glasscnn.nn.containers import ResidualBlock, Sequential
 from glasscnn.nn.conv import ConvTranspose2d
 from glasscnn.nn.init import manual_seed
@@ -17,11 +27,17 @@ from glasscnn.nn.layers import (
     Sigmoid,
 )
 from glasscnn.nn.loss import CrossEntropyLoss
+from glasscnn.nn.losses import BCEWithLogitsLoss, MSELoss, NLLLoss
 from glasscnn.nn.module import BackwardOrderError, Module, Parameter
+from glasscnn.nn.pooling import AdaptiveMaxPool2d, AvgPool1d, MaxPool1d
 
 __all__ = [
+    "GELU",
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "AvgPool1d",
     "AvgPool2d",
+    "BCEWithLogitsLoss",
     "BackwardOrderError",
     "BatchNorm1d",
     "BatchNorm2d",
@@ -30,13 +46,23 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "Hardswish",
+    "LeakyReLU",
     "Linear",
+    "LogSoftmax",
+    "MSELoss",
+    "MaxPool1d",
     "MaxPool2d",
     "Module",
+    "NLLLoss",
     "Parameter",
     "ReLU",
+    "ReLU6",
     "ResidualBlock",
     "Sequential",
+    "SiLU",
     "Sigmoid",
+    "Softmax",
+    "Tanh",
     "manual_seed",
 ]

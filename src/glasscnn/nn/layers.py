@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from glasscnn import kernels as K
-from glasscnn.kernels._common import check_impl, check_ndim, conv_output_size, pair
+from glasscnn.kernels._common import check_impl, check_ndim, pair
 from glasscnn.kernels.conv.conv2d import check_groups
 from glasscnn.nn.init import default_rng, kaiming_uniform
 from glasscnn.nn.module import Module, Parameter
@@ -45,11 +45,12 @@ def _pool_args(layer: str, kernel_size: Any, stride: Any, padding: Any
 def _window_output_shape(
     name: str, input_shape: tuple[int, ...], kernel: tuple[int, int], stride: tuple[int, int],
     padding: tuple[int, int], dilation: tuple[int, int], channels: int | None = None,
+    ceil_mode: bool = False,
 ) -> tuple[int, int, int, int]:
     _check_shape_ndim(name, input_shape, (4,))
     n, c, h, w = input_shape
-    ho = conv_output_size(h, kernel[0], stride[0], padding[0], dilation[0])
-    wo = conv_output_size(w, kernel[1], stride[1], padding[1], dilation[1])
+    ho = K.pool_output_size(h, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
+    wo = K.pool_output_size(w, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
     if ho <= 0 or wo <= 0:
         raise ValueError(
             f"{name}: input {h}x{w} is too small for kernel {kernel} with padding {padding} "
@@ -232,25 +233,35 @@ class Linear(Module):
 class MaxPool2d(Module):
     """Max pooling; padded cells never win.
 
-    Shapes: (N, C, H, W) → (N, C, H_out, W_out), H_out = floor((H + 2P − K) / S) + 1.
+    ``return_indices=True`` makes ``forward`` return ``(out, indices)``, each output's
+    argmax as PyTorch's flat index ``h·W + w`` into its (n, c) plane.
+
+    Shapes: (N, C, H, W) → (N, C, H_out, W_out), H_out = floor((H + 2P − D(K − 1) − 1) / S) + 1
+    (ceil with ``ceil_mode``, see ``glasscnn.kernels.pool_output_size``).
     """
 
     def __init__(
         self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
-        padding: int | tuple[int, int] = 0, impl: str = "fast",
+        padding: int | tuple[int, int] = 0, dilation: int | tuple[int, int] = 1,
+        return_indices: bool = False, ceil_mode: bool = False, impl: str = "fast",
     ) -> None:
         super().__init__()
         check_impl(impl, "MaxPool2d")
         self.kernel_size, self.stride, self.padding = _pool_args(
             "MaxPool2d", kernel_size, stride, padding)
+        self.dilation = _window_arg("MaxPool2d", "dilation", dilation, 1)
+        self.return_indices, self.ceil_mode = bool(return_indices), bool(ceil_mode)
         self.impl = impl
         self._cache = None
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) → (N, C, H_out, W_out)."""
+    def forward(self, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """(N, C, H, W) → (N, C, H_out, W_out), and the indices if ``return_indices``."""
         out, self._cache = K.max_pool2d_forward(
-            x, self.kernel_size, stride=self.stride, padding=self.padding, impl=self.impl
+            x, self.kernel_size, stride=self.stride, padding=self.padding,
+            dilation=self.dilation, ceil_mode=self.ceil_mode, impl=self.impl
         )
+        if self.return_indices:
+            return out, K.max_pool2d_indices(self._cache)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -260,28 +271,37 @@ class MaxPool2d(Module):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(N, C, H, W) → (N, C, H_out, W_out)."""
         return _window_output_shape(
-            "MaxPool2d", input_shape, self.kernel_size, self.stride, self.padding, (1, 1)
+            "MaxPool2d", input_shape, self.kernel_size, self.stride, self.padding, self.dilation,
+            ceil_mode=self.ceil_mode,
         )
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        return s + (", ceil_mode=True" if self.ceil_mode else "")
 
 
 class AvgPool2d(Module):
     """Average pooling (``count_include_pad=True`` as PyTorch's default).
 
-    Shapes: (N, C, H, W) → (N, C, H_out, W_out), H_out = floor((H + 2P − K) / S) + 1.
+    Shapes: (N, C, H, W) → (N, C, H_out, W_out), H_out = floor((H + 2P − K) / S) + 1
+    (ceil with ``ceil_mode``, see ``glasscnn.kernels.pool_output_size``).
     """
 
     def __init__(
         self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
-        padding: int | tuple[int, int] = 0, count_include_pad: bool = True, impl: str = "fast",
+        padding: int | tuple[int, int] = 0, ceil_mode: bool = False,
+        count_include_pad: bool = True, divisor_override: int | None = None,
+        impl: str = "fast",
     ) -> None:
         super().__init__()
         check_impl(impl, "AvgPool2d")
         self.kernel_size, self.stride, self.padding = _pool_args(
             "AvgPool2d", kernel_size, stride, padding)
+        self.ceil_mode = bool(ceil_mode)
         self.count_include_pad = count_include_pad
+        self.divisor_override = divisor_override
         self.impl = impl
         self._cache = None
 
@@ -289,7 +309,8 @@ class AvgPool2d(Module):
         """(N, C, H, W) → (N, C, H_out, W_out)."""
         out, self._cache = K.avg_pool2d_forward(
             x, self.kernel_size, stride=self.stride, padding=self.padding,
-            count_include_pad=self.count_include_pad, impl=self.impl,
+            ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad,
+            divisor_override=self.divisor_override, impl=self.impl,
         )
         return out
 
@@ -300,7 +321,8 @@ class AvgPool2d(Module):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(N, C, H, W) → (N, C, H_out, W_out)."""
         return _window_output_shape(
-            "AvgPool2d", input_shape, self.kernel_size, self.stride, self.padding, (1, 1)
+            "AvgPool2d", input_shape, self.kernel_size, self.stride, self.padding, (1, 1),
+            ceil_mode=self.ceil_mode,
         )
 
     def extra_repr(self) -> str:

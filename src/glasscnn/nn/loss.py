@@ -2,35 +2,40 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
 from glasscnn import kernels as K
+from glasscnn.nn.losses import _Loss, _weight_array
 
 
-class CrossEntropyLoss:
-    """Mean softmax cross-entropy over logits: ``loss = criterion(logits, labels)``.
+class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy over logits: ``loss = criterion(logits, labels)``, with
+    PyTorch's options.
 
-    Then ``dlogits = criterion.backward()`` gives dL/dlogits of shape (N, K).
+    Then ``dlogits = criterion.backward()`` gives dL/dlogits, shaped like the logits.
 
     Args:
+        weight: optional per-class weights, shape (C,).
+        ignore_index: a label value whose targets count nowhere (default −100).
+        reduction: ``"mean"`` (divided by the sum of the targets' weights, the count of
+            targets not ignored without weights), ``"sum"`` or ``"none"``.
+        label_smoothing: ε in [0, 1]: the target is (1 − ε)·onehot + ε/C.
         impl: ``"fast"`` or ``"naive"``.
 
-    Shapes: logits (N, K), labels (N,) integers in [0, K) → a 0-d array.
+    Shapes: logits (N, C) or (N, C, d1, …), labels (N,) or (N, d1, …) integers in [0, C)
+    → a 0-d array (or the labels' shape for ``"none"``).
     """
 
-    def __init__(self, impl: str = "fast") -> None:
-        self.impl = impl
-        self._cache = None
+    _forward, _backward = K.softmax_cross_entropy_forward, K.softmax_cross_entropy_backward
+    _buffers = ("weight",)
 
-    def __call__(self, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        loss, self._cache = K.softmax_cross_entropy_forward(logits, labels, impl=self.impl)
-        return loss
+    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0, impl: str = "fast") -> None:
+        super().__init__(reduction, impl)
+        self.weight = _weight_array(weight, "weight", "CrossEntropyLoss")
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
 
-    def backward(self, dout: float = 1.0) -> np.ndarray:
-        """dL/dlogits = dout · (softmax(logits) − onehot(labels)) / N."""
-        if self._cache is None:
-            raise ValueError("CrossEntropyLoss: backward called before the loss was computed")
-        return K.softmax_cross_entropy_backward(dout, self._cache)[0]
-
-    def __repr__(self) -> str:
-        return "CrossEntropyLoss()"
+    def _options(self) -> dict[str, Any]:
+        return {"weight": self.weight, "ignore_index": self.ignore_index,
+                "label_smoothing": self.label_smoothing}

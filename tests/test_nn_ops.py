@@ -1,0 +1,229 @@
+"""Modules of the operators beyond the course networks: PyTorch parity of outputs, input and
+parameter gradients (random upstream gradients), state_dict keys, finite differences, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import glasscnn.nn as nn
+from glasscnn.gradcheck import check_module
+
+IMPLS = ["naive", "fast"]
+
+# glasscnn module -> the torch constructor call with the same arguments
+ACTIVATIONS = [
+    (lambda impl: nn.Tanh(impl=impl), lambda t: t.nn.Tanh()),
+    (lambda impl: nn.LeakyReLU(0.2, impl=impl), lambda t: t.nn.LeakyReLU(0.2)),
+    (lambda impl: nn.LeakyReLU(impl=impl), lambda t: t.nn.LeakyReLU()),
+    (lambda impl: nn.ReLU6(impl=impl), lambda t: t.nn.ReLU6()),
+    (lambda impl: nn.Hardswish(impl=impl), lambda t: t.nn.Hardswish()),
+    (lambda impl: nn.SiLU(impl=impl), lambda t: t.nn.SiLU()),
+    (lambda impl: nn.GELU(impl=impl), lambda t: t.nn.GELU()),
+    (lambda impl: nn.Softmax(dim=1, impl=impl), lambda t: t.nn.Softmax(dim=1)),
+    (lambda impl: nn.Softmax(dim=-1, impl=impl), lambda t: t.nn.Softmax(dim=-1)),
+    (lambda impl: nn.LogSoftmax(dim=1, impl=impl), lambda t: t.nn.LogSoftmax(dim=1)),
+    (lambda impl: nn.LogSoftmax(dim=0, impl=impl), lambda t: t.nn.LogSoftmax(dim=0)),
+]
+
+
+def _torch_module_run(torch, module_t, x, dout):
+    """Output and input gradient of a torch module for float64 ``x`` and ``dout``."""
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out = module_t(xt)
+    out.backward(torch.from_numpy(dout))
+    return out.detach().numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", range(len(ACTIVATIONS)))
+def test_activation_modules_match_torch(case, impl, torch, rng):
+    make, make_t = ACTIVATIONS[case]
+    module, module_t = make(impl), make_t(torch)
+    x = rng.uniform(-7, 7, (2, 3, 4, 5))
+    dout = rng.standard_normal(x.shape)
+    out = module(x)
+    dx = module.backward(dout)
+    out_t, dx_t = _torch_module_run(torch, module_t, x, dout)
+    np.testing.assert_allclose(out, out_t, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, dx_t, rtol=1e-12, atol=1e-14)
+    assert list(module.state_dict()) == list(module_t.state_dict()) == []
+    assert module.output_shape(x.shape) == x.shape
+
+
+@pytest.mark.parametrize("case", range(len(ACTIVATIONS)))
+def test_activation_modules_finite_differences(case, rng):
+    module = ACTIVATIONS[case][0]("fast")
+    errors = check_module(module, rng.uniform(-2, 2, (2, 3, 3)), h=1e-6)
+    assert errors["input"] < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 5), (2, 3, 4), (2, 3, 4, 5)])
+@pytest.mark.parametrize("name", ["Softmax", "LogSoftmax"])
+def test_softmax_implicit_dim_matches_torch(name, shape, torch, rng):
+    x = rng.standard_normal(shape)
+    with pytest.warns(UserWarning):
+        expected = getattr(torch.nn, name)()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(getattr(nn, name)()(x), expected, rtol=1e-12)
+
+
+def test_activation_reprs_match_torch(torch):
+    pairs = [(nn.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2)), (nn.Softmax(1), torch.nn.Softmax(1)),
+             (nn.GELU(), torch.nn.GELU()), (nn.Tanh(), torch.nn.Tanh()),
+             (nn.ReLU6(), torch.nn.ReLU6())]
+    for ours, theirs in pairs:
+        assert repr(ours) == repr(theirs)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: nn.GELU(approximate="tanh"), r"^GELU: .*'tanh'"),
+        (lambda: nn.LeakyReLU("0.1"), r"^LeakyReLU: negative_slope .*'0.1'"),
+        (lambda: nn.Softmax(dim=1.5), r"^Softmax: dim .*1.5"),
+    ],
+)
+def test_activation_constructor_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+# --- losses ----------------------------------------------------------------------------------
+
+def _loss_cases(rng):
+    """(glasscnn criterion, torch criterion builder, input, target)."""
+    w = rng.uniform(0.5, 2, 4)
+    logits = rng.standard_normal((3, 4, 2))
+    labels = rng.integers(0, 4, (3, 2))
+    labels[0, 0] = 1
+    labels[1, 1] = -1
+    x, t = rng.standard_normal((3, 4)), rng.uniform(0, 1, (3, 4))
+    return [
+        (nn.CrossEntropyLoss(), lambda T: T.nn.CrossEntropyLoss(), logits, labels.clip(0)),
+        (nn.CrossEntropyLoss(w, ignore_index=-1, reduction="sum", label_smoothing=0.2),
+         lambda T: T.nn.CrossEntropyLoss(T.from_numpy(w), ignore_index=-1, reduction="sum",
+                                         label_smoothing=0.2), logits, labels),
+        (nn.NLLLoss(w, ignore_index=-1), lambda T: T.nn.NLLLoss(T.from_numpy(w), ignore_index=-1),
+         logits, labels),
+        (nn.NLLLoss(reduction="none"), lambda T: T.nn.NLLLoss(reduction="none"), logits,
+         labels.clip(0)),
+        (nn.MSELoss(), lambda T: T.nn.MSELoss(), x, t),
+        (nn.MSELoss(reduction="sum"), lambda T: T.nn.MSELoss(reduction="sum"), x, t),
+        (nn.BCEWithLogitsLoss(), lambda T: T.nn.BCEWithLogitsLoss(), x, t),
+        (nn.BCEWithLogitsLoss(w[:1], reduction="none", pos_weight=w),
+         lambda T: T.nn.BCEWithLogitsLoss(T.from_numpy(w[:1]), reduction="none",
+                                          pos_weight=T.from_numpy(w)), x, t),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_loss_modules_match_torch(case, torch, rng):
+    criterion, make_t, x, target = _loss_cases(rng)[case]
+    criterion_t = make_t(torch)
+    loss = criterion(x, target)
+    dout = rng.standard_normal(np.shape(loss))
+    dx = criterion.backward(dout)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    loss_t = criterion_t(xt, torch.from_numpy(target))
+    loss_t.backward(torch.from_numpy(np.asarray(dout)))
+    np.testing.assert_allclose(loss, loss_t.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+    sd, sd_t = criterion.state_dict(), criterion_t.state_dict()
+    assert list(sd) == list(sd_t)
+    for key in sd:
+        np.testing.assert_array_equal(sd[key], sd_t[key].numpy())
+    assert repr(criterion) == repr(criterion_t)
+
+
+def test_loss_module_errors():
+    with pytest.raises(ValueError, match=r"^MSELoss: reduction .*'avg'"):
+        nn.MSELoss(reduction="avg")
+    with pytest.raises(ValueError, match=r"^NLLLoss: backward called before"):
+        nn.NLLLoss().backward()
+    with pytest.raises(ValueError, match=r"^BCEWithLogitsLoss: pos_weight .*<U1"):
+        nn.BCEWithLogitsLoss(pos_weight=np.array(["a"]))
+
+
+# --- pooling -------------------------------------------------------------------------------
+
+POOLS = [
+    (lambda i: nn.MaxPool2d(3, 2, 1, dilation=2, return_indices=True, ceil_mode=True, impl=i),
+     lambda t: t.nn.MaxPool2d(3, 2, 1, dilation=2, return_indices=True, ceil_mode=True),
+     (2, 3, 9, 8)),
+    (lambda i: nn.MaxPool2d(3, 2, ceil_mode=True, impl=i),
+     lambda t: t.nn.MaxPool2d(3, 2, ceil_mode=True), (1, 2, 8, 8)),
+    (lambda i: nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False, impl=i),
+     lambda t: t.nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False), (2, 2, 6, 7)),
+    (lambda i: nn.AvgPool2d(2, 1, divisor_override=3, impl=i),
+     lambda t: t.nn.AvgPool2d(2, 1, divisor_override=3), (1, 2, 5, 4)),
+    (lambda i: nn.AdaptiveMaxPool2d((3, 2), return_indices=True, impl=i),
+     lambda t: t.nn.AdaptiveMaxPool2d((3, 2), return_indices=True), (2, 2, 7, 5)),
+    (lambda i: nn.AdaptiveMaxPool2d(1, impl=i), lambda t: t.nn.AdaptiveMaxPool2d(1),
+     (2, 3, 4, 4)),
+    (lambda i: nn.MaxPool1d(3, 2, 1, dilation=2, return_indices=True, ceil_mode=True, impl=i),
+     lambda t: t.nn.MaxPool1d(3, 2, 1, dilation=2, return_indices=True, ceil_mode=True),
+     (2, 3, 11)),
+    (lambda i: nn.MaxPool1d(2, impl=i), lambda t: t.nn.MaxPool1d(2), (3, 8)),
+    (lambda i: nn.AvgPool1d(3, 2, 1, ceil_mode=True, count_include_pad=False, impl=i),
+     lambda t: t.nn.AvgPool1d(3, 2, 1, ceil_mode=True, count_include_pad=False), (2, 2, 10)),
+    (lambda i: nn.AvgPool1d(4, impl=i), lambda t: t.nn.AvgPool1d(4), (3, 9)),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", range(len(POOLS)))
+def test_pool_modules_match_torch(case, impl, torch, rng):
+    make, make_t, shape = POOLS[case]
+    module, module_t = make(impl), make_t(torch)
+    size = int(np.prod(shape))
+    x = rng.permutation(size).reshape(shape) / size  # no ties
+    result = module(x)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    result_t = module_t(xt)
+    if isinstance(result_t, tuple):
+        (out, idx), (out_t, idx_t) = result, result_t
+        np.testing.assert_array_equal(idx, idx_t.numpy())
+    else:
+        out, out_t = result, result_t
+    dout = rng.standard_normal(out.shape)
+    dx = module.backward(dout)
+    out_t.backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+    assert module.output_shape(shape) == out.shape
+    assert list(module.state_dict()) == list(module_t.state_dict()) == []
+
+
+@pytest.mark.parametrize("case", [0, 2, 4, 6, 8])
+def test_pool_modules_finite_differences(case, rng):
+    make, _, shape = POOLS[case]
+    module = make("fast")
+    size = int(np.prod(shape))
+    x = rng.permutation(size).reshape(shape) / size
+    if getattr(module, "return_indices", False):
+        module.return_indices = False
+    assert check_module(module, x, h=1e-6)["input"] < 1e-6
+
+
+def test_pool_module_reprs_match_torch(torch):
+    pairs = [(nn.MaxPool1d(3, 2, 1, dilation=2, ceil_mode=True),
+              torch.nn.MaxPool1d(3, 2, 1, dilation=2, ceil_mode=True)),
+             (nn.AvgPool1d(3, 2, 1), torch.nn.AvgPool1d(3, 2, 1))]
+    for ours, theirs in pairs:
+        assert repr(ours) == repr(theirs)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: nn.AdaptiveMaxPool2d(0), r"^AdaptiveMaxPool2d: output_size must be > 0"),
+        (lambda: nn.MaxPool1d((2, 2)), r"^MaxPool1d: kernel_size must be an int, got \(2, 2\)"),
+        (lambda: nn.AvgPool1d(2, stride=1.5), r"^AvgPool1d: stride must be an int, got 1.5"),
+        (lambda: nn.MaxPool1d(2)(np.zeros((1, 2, 3, 4))),
+         r"^MaxPool1d: expected input of shape \(N, C, L\) or \(C, L\), got shape \(1, 2, 3, 4\)"),
+        (lambda: nn.MaxPool1d(5).output_shape((1, 2, 3)), r"^MaxPool1d: input \(1, 2, 3\) is too"),
+    ],
+)
+def test_pool_module_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
