@@ -17,6 +17,7 @@ Flatten                Flatten (start_dim 1) or Reshape
 BatchNorm1d/2d         BatchNormalization with the running statistics
 Dropout                nothing (identity at inference)
 ResidualBlock          its layers, then Add of the shortcut, then Relu
+residual_parts()       likewise, for blocks naming their parts (torchvision's ResNet)
 =====================  =========================================================
 
 Batch norm always uses the running statistics: the exported graph is the network in
@@ -109,15 +110,11 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
             x, shape = _emit(g, child, dot + child_name, x, shape)
         return x, shape
     if isinstance(module, ResidualBlock):
-        h, h_shape = x, shape
-        for child_name, child in module.named_children():
-            if child_name not in ("shortcut", "relu2"):
-                h, h_shape = _emit(g, child, dot + child_name, h, h_shape)
-        s = x
-        if "shortcut" in module._modules:
-            s, _ = _emit(g, module.shortcut, dot + "shortcut", x, shape)
-        y = g.node("Add", [h, s], dot + "add")
-        return g.node("Relu", [y], dot + "relu2"), h_shape
+        main = [(n, m) for n, m in module.named_children() if n not in ("shortcut", "relu2")]
+        shortcut = ("shortcut", module.shortcut) if "shortcut" in module._modules else None
+        return _emit_residual(g, (main, shortcut, ("relu2", module.relu2)), dot, x, shape)
+    if hasattr(module, "residual_parts"):
+        return _emit_residual(g, module.residual_parts(), dot, x, shape)
     out_shape = tuple(module.output_shape(shape))
     if isinstance(module, Conv2d):
         inputs = [x, g.weight(dot + "weight", module.weight.data)]
@@ -165,6 +162,21 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
                      "mapping; supported: Conv2d, Linear, MaxPool2d, AvgPool2d, "
                      "AdaptiveAvgPool2d, ReLU, Sigmoid, Flatten, BatchNorm1d/2d, Dropout, "
                      "ResidualBlock, Sequential")
+
+
+def _emit_residual(g: _GraphBuilder, parts: tuple[Any, Any, Any], dot: str, x: str,
+                   shape: Shape) -> tuple[str, Shape]:
+    """Residual ``parts`` (main path, shortcut or None, activation after the add, as
+    (name, module) pairs): the main path's nodes, the shortcut's, Add, the activation."""
+    main, shortcut, (act_name, act) = parts
+    h, h_shape = x, shape
+    for child_name, child in main:
+        h, h_shape = _emit(g, child, dot + child_name, h, h_shape)
+    s = x
+    if shortcut is not None:
+        s, _ = _emit(g, shortcut[1], dot + shortcut[0], x, shape)
+    y = g.node("Add", [h, s], dot + "add")
+    return _emit(g, act, dot + act_name, y, h_shape)
 
 
 def _adaptive_pool(g: _GraphBuilder, module: AdaptiveAvgPool2d, name: str, x: str,
