@@ -10,8 +10,9 @@ Conv2d                 Conv (pads [top, left, bottom, right], dilations, bias)
 Linear                 Gemm (transB = 1)
 MaxPool2d              MaxPool (floor mode, padded cells never win)
 AvgPool2d              AveragePool (count_include_pad as the layer)
-AdaptiveAvgPool2d      GlobalAveragePool for 1×1; AveragePool with kernel = stride
-                       = H / out when the input divides evenly; else an error
+AdaptiveAvgPool2d      GlobalAveragePool for 1×1; Expand from a 1×1 input;
+                       AveragePool with kernel = stride = H / out when the input
+                       divides evenly; else an error
 ReLU, Sigmoid          Relu, Sigmoid
 Flatten                Flatten (start_dim 1) or Reshape
 BatchNorm1d/2d         BatchNormalization with the running statistics
@@ -181,7 +182,8 @@ def _emit_residual(g: _GraphBuilder, parts: tuple[Any, Any, Any], dot: str, x: s
 
 def _adaptive_pool(g: _GraphBuilder, module: AdaptiveAvgPool2d, name: str, x: str,
                    shape: Shape) -> str:
-    """GlobalAveragePool for a 1×1 output; an AveragePool when H and W divide evenly.
+    """GlobalAveragePool for a 1×1 output; Expand for a 1×1 input; an AveragePool when H
+    and W divide evenly.
 
     An even division by out gives PyTorch's bins [i·H/out, (i+1)·H/out): all of size
     H/out, disjoint, i.e. an average pool with kernel = stride = H/out.
@@ -190,6 +192,9 @@ def _adaptive_pool(g: _GraphBuilder, module: AdaptiveAvgPool2d, name: str, x: st
     oh, ow = module.output_size
     if (oh, ow) == (1, 1):
         return g.node("GlobalAveragePool", [x], name)
+    if (h, w) == (1, 1):  # every bin is the one pixel: a broadcast (VGG at 32×32)
+        target = g.weight(name + ".shape", np.array([1, 1, oh, ow], np.int64))
+        return g.node("Expand", [x, target], name)
     if h % oh or w % ow:
         raise ValueError(
             f"export_onnx: layer {name!r} (AdaptiveAvgPool2d to {oh}x{ow}) gets a {h}x{w} "

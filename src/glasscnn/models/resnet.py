@@ -12,13 +12,13 @@ the keys and their order are torchvision's.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from glasscnn import kernels as K
+from glasscnn.models._init import kaiming_normal_fan_out
 from glasscnn.models.zoo import _features_out, _opts
 from glasscnn.nn import (
     AdaptiveAvgPool2d,
@@ -96,10 +96,7 @@ class _Block(Module):
 def _conv(c_in: int, c_out: int, k: int, stride: int, o: dict[str, Any]) -> Conv2d:
     """A bias-free k×k convolution ("same" padding), weights kaiming-normal (fan_out, relu)."""
     conv = Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False, **o)
-    fan_out = c_out * k * k
-    w = o["rng"].normal(0.0, math.sqrt(2.0 / fan_out), size=conv.weight.shape)
-    conv.weight.data[...] = w
-    return conv
+    return kaiming_normal_fan_out(conv, o["rng"])
 
 
 def _downsample(c_in: int, c_out: int, stride: int, o: dict[str, Any]) -> Sequential:

@@ -9,12 +9,12 @@ any input of at least 32×32 works.
 from __future__ import annotations
 
 import inspect
-import math
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
+from glasscnn.models._init import kaiming_normal_fan_out, normal_
 from glasscnn.models.zoo import _features_out, _opts
 from glasscnn.nn import (
     AdaptiveAvgPool2d,
@@ -42,16 +42,17 @@ CONFIGS: dict[int, tuple[int | str, ...]] = {
 
 def vgg(
     depth: int, batch_norm: bool = False, in_channels: int = 3, num_classes: int = 1000,
-    input_size: Any = 224, dropout: float = 0.5, impl: str = "fast", dtype: Any = np.float32,
-    rng: np.random.Generator | None = None, seed: int | None = None,
+    input_size: Any = 224, dropout: float = 0.5, classifier_width: int = 4096,
+    impl: str = "fast", dtype: Any = np.float32, rng: np.random.Generator | None = None,
+    seed: int | None = None,
 ) -> Sequential:
     """torchvision's VGG of ``depth`` 11, 13, 16 or 19 weight layers.
 
     features: per configuration, 3×3 convs (pad 1, with bias) each followed by (BN and)
     ReLU, and 2×2/2 max pools; avgpool: adaptive to 7×7; classifier: fc 25088→4096, ReLU,
-    dropout, fc 4096→4096, ReLU, dropout, fc 4096→num_classes. Initialisation as
-    torchvision's: convs kaiming-normal (fan_out, ReLU gain) with zero bias, batch norm
-    γ = 1, β = 0, fc weights N(0, 0.01²) with zero bias.
+    dropout, fc 4096→4096, ReLU, dropout, fc 4096→num_classes (4096 = ``classifier_width``).
+    Initialisation as torchvision's: convs kaiming-normal (fan_out, ReLU gain) with zero
+    bias, batch norm γ = 1, β = 0, fc weights N(0, 0.01²) with zero bias.
 
     Args:
         depth: 11, 13, 16 or 19.
@@ -59,6 +60,9 @@ def vgg(
         in_channels, num_classes: C of the input and number of logits.
         input_size: an int or (H, W); at least 32 (five 2×2 pools).
         dropout: the classifier's dropout probability.
+        classifier_width: the two hidden fc layers' width (torchvision's 4096, about 120 M
+            of VGG's parameters; a smaller width gives a light classifier for small data
+            sets or quick experiments).
         impl, dtype, rng: as for the layers; seed: seeds the dropout masks.
 
     Returns:
@@ -73,11 +77,7 @@ def vgg(
         if v == "M":
             layers.append(MaxPool2d(2, 2, impl=impl))
             continue
-        conv = Conv2d(c_in, v, 3, padding=1, **o)
-        conv.weight.data[...] = o["rng"].normal(0.0, math.sqrt(2.0 / (v * 9)),
-                                                size=conv.weight.shape)
-        conv.bias.data.fill(0)
-        layers.append(conv)
+        layers.append(kaiming_normal_fan_out(Conv2d(c_in, v, 3, padding=1, **o), o["rng"]))
         if batch_norm:
             layers.append(BatchNorm2d(v, impl=impl, dtype=dtype))
         layers.append(ReLU(impl))
@@ -86,10 +86,11 @@ def vgg(
     name = f"vgg{depth}{'_bn' if batch_norm else ''}"
     _features_out(name, features, in_channels, input_size)
     rngs = np.random.default_rng(seed).spawn(2)
-    fcs = [Linear(512 * 7 * 7, 4096, **o), Linear(4096, 4096, **o),
-           Linear(4096, num_classes, **o)]
+    width = classifier_width
+    fcs = [Linear(512 * 7 * 7, width, **o), Linear(width, width, **o),
+           Linear(width, num_classes, **o)]
     for fc in fcs:
-        fc.weight.data[...] = o["rng"].normal(0.0, 0.01, size=fc.weight.shape)
+        normal_(fc.weight.data, 0.01, o["rng"])
         fc.bias.data.fill(0)
     classifier = Sequential(
         fcs[0], ReLU(impl), Dropout(dropout, impl=impl, rng=rngs[0]),
