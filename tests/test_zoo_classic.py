@@ -272,7 +272,7 @@ def test_training_step_gradients_match_torch(name, torch):
         assert np.abs(p.grad - ref).max() <= 1e-7 * np.abs(ref).max(), key
     buffers = dict(twin.named_buffers())
     for key, b in model.named_buffers():
-        np.testing.assert_allclose(b, buffers[key].numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(b, buffers[key].numpy(), rtol=1e-7, atol=1e-10)
 
 
 def test_resnet18_learns_a_batch_of_28x28_grey_images():
