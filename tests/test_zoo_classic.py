@@ -1,4 +1,5 @@
-"""torchvision's classic networks in the zoo: ResNet-18/34/50/101, VGG-11/13/16/19 (± BN).
+"""The classic networks in the zoo: ResNet-18/34/50/101, VGG-11/13/16/19 (± BN) as
+torchvision builds them, and LeNet-5.
 
 Parity is against PyTorch twins written here from torchvision's model definitions
 (torchvision itself does not install beside the CPU torch): a twin's ``state_dict``, saved
@@ -142,13 +143,30 @@ def _twin_classes(torch):
         def forward(self, x):
             return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
-    return BasicBlock, Bottleneck, ResNet, VGG
+    class LeNet5(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 6, 5)
+            self.conv2 = nn.Conv2d(6, 16, 5)
+            self.fc1 = nn.Linear(400, 120)
+            self.fc2 = nn.Linear(120, 84)
+            self.fc3 = nn.Linear(84, 10)
+
+        def forward(self, x):
+            x = nn.functional.avg_pool2d(torch.tanh(self.conv1(x)), 2)
+            x = nn.functional.avg_pool2d(torch.tanh(self.conv2(x)), 2)
+            x = torch.tanh(self.fc1(torch.flatten(x, 1)))
+            return self.fc3(torch.tanh(self.fc2(x)))
+
+    return BasicBlock, Bottleneck, ResNet, VGG, LeNet5
 
 
 def make_twin(torch, name: str, num_classes: int = 10, in_channels: int = 3):
     """The PyTorch twin of zoo model ``name`` (VGGs with the light classifier)."""
-    basic, bottleneck, resnet, vgg = _twin_classes(torch)
+    basic, bottleneck, resnet, vgg, lenet5 = _twin_classes(torch)
     torch.manual_seed(0)
+    if name == "lenet5":
+        return lenet5()
     if name.startswith("resnet"):
         depth = int(name[6:])
         depths = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
@@ -195,10 +213,20 @@ def test_vgg_classifier_defaults_to_torchvisions_width():
     assert inspect.signature(models.vgg16).parameters["classifier_width"].default == 4096
 
 
+def test_lenet5_parameter_count_and_keys():
+    model = models.lenet5()
+    assert _count(model) == 61_706
+    assert [k for k in model.state_dict() if k.endswith("weight")] == [
+        "conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "fc3.weight"]
+    assert model.fc1.weight.shape == (120, 400)
+    assert models.lenet5(input_size=28).fc1.weight.shape == (120, 256)
+
+
 def test_all_classic_models_are_listed():
     listed = {m["name"]: m["input_shape"] for m in models.available()}
     for name in [*RESNETS, *VGGS]:
         assert listed[name] == (3, 224, 224)
+    assert listed["lenet5"] == (1, 32, 32)
 
 
 # ---------------------------------------------------------------------------- init
@@ -229,7 +257,8 @@ def test_vgg_init_is_torchvisions():
 
 @pytest.mark.parametrize("name, shape", [("resnet18", (2, 3, 64, 64)),
                                          ("resnet50", (2, 3, 64, 64)),
-                                         ("vgg11_bn", (2, 3, 32, 32))])
+                                         ("vgg11_bn", (2, 3, 32, 32)),
+                                         ("lenet5", (4, 1, 32, 32))])
 def test_torch_checkpoint_loads_without_mapping_and_logits_agree(name, shape, torch, tmp_path):
     twin = make_twin(torch, name)
     randomize_batch_norm(torch, twin)
@@ -238,6 +267,7 @@ def test_torch_checkpoint_loads_without_mapping_and_logits_agree(name, shape, to
     kwargs = {"classifier_width": WIDTH} if name.startswith("vgg") else {}
     model = models.get(name, num_classes=10, **kwargs)
     assert list(model.state_dict()) == list(twin.state_dict())
+    assert _count(model) == sum(p.numel() for p in twin.parameters())
     load_into(model, path)  # strict, no key mapping
     model.eval()
     twin.eval()
@@ -306,6 +336,13 @@ def test_resnet_macs_at_224_are_torchvisions(name, macs):
     assert report.totals["params"] == RESNETS[name]
 
 
+def test_lenet5_analysis():
+    report = analyze("lenet5")
+    assert report.totals["params"] == 61_706
+    # conv1 6·28·28·25 + conv2 16·10·10·150 + fc 400·120 + 120·84 + 84·10
+    assert report.totals["macs"] == 117_600 + 240_000 + 48_000 + 10_080 + 840
+
+
 def test_vgg16_macs_at_224_are_torchvisions():
     """15.47 G in torchvision's docs: the features' MACs plus the classifier's."""
     report = analyze(models.vgg16(classifier_width=WIDTH), (3, 224, 224))
@@ -316,7 +353,7 @@ def test_vgg16_macs_at_224_are_torchvisions():
 
 # ----------------------------------------------------------------------------- ONNX
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11", "vgg16_bn"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11", "vgg16_bn", "lenet5"])
 def test_onnx_export_runs_in_onnxruntime(name, tmp_path):
     """Both block types and VGG with and without BN (the other depths repeat the same
     layers). ResNets at 1×32×32 with 10 classes; VGGs at 3×32×32 with the light
@@ -328,6 +365,9 @@ def test_onnx_export_runs_in_onnxruntime(name, tmp_path):
     rng = np.random.default_rng(7)
     kwargs = {"classifier_width": WIDTH} if name.startswith("vgg") else {"in_channels": 1}
     model = models.get(name, num_classes=10, rng=rng, **kwargs).eval()
+    if name == "lenet5":
+        assert {"Tanh", "AveragePool"} <= _onnx_ops(export_onnx(model, tmp_path / "l.onnx",
+                                                                (1, 32, 32)))
     for _, m in model.named_modules():
         if hasattr(m, "running_var"):
             m.running_mean[...] = rng.normal(0, 0.1, m.num_features)
@@ -339,3 +379,9 @@ def test_onnx_export_runs_in_onnxruntime(name, tmp_path):
     got, want = session.run(None, {"input": x})[0], model(x)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     assert np.array_equal(got.argmax(1), want.argmax(1))
+
+
+def _onnx_ops(path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node}

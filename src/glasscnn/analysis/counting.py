@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from glasscnn.kernels import conv_output_size
+from glasscnn.models.lenet5 import Tanh
 from glasscnn.models.resnet import BasicBlock, Bottleneck
 from glasscnn.nn import (
     AdaptiveAvgPool2d,
@@ -294,6 +295,9 @@ def _sigmoid(layer: Sigmoid, ins: tuple[int, ...], outs: tuple[int, ...],
              opts: CountingOptions) -> LayerCount:
     return LayerCount(kind="act", extra_flops=4 * _numel(outs) if opts.activations else 0,
                       saves=("output",))
+
+
+register_rule(Tanh)(_sigmoid)  # tanh: like the sigmoid, 4 FLOPs per value
 
 
 @register_rule(Dropout)

@@ -13,7 +13,7 @@ AvgPool2d              AveragePool (count_include_pad as the layer)
 AdaptiveAvgPool2d      GlobalAveragePool for 1×1; Expand from a 1×1 input;
                        AveragePool with kernel = stride = H / out when the input
                        divides evenly; else an error
-ReLU, Sigmoid          Relu, Sigmoid
+ReLU, Sigmoid, Tanh    Relu, Sigmoid, Tanh (LeNet-5's)
 Flatten                Flatten (start_dim 1) or Reshape
 BatchNorm1d/2d         BatchNormalization with the running statistics
 Dropout                nothing (identity at inference)
@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from glasscnn.models.lenet5 import Tanh
 from glasscnn.nn import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -144,6 +145,8 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
         return g.node("Relu", [x], name), out_shape
     if isinstance(module, Sigmoid):
         return g.node("Sigmoid", [x], name), out_shape
+    if isinstance(module, Tanh):
+        return g.node("Tanh", [x], name), out_shape
     if isinstance(module, Dropout):
         return x, out_shape
     if isinstance(module, Flatten):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from glasscnn.models.lenet5 import lenet5
 from glasscnn.models.resnet import resnet18, resnet34, resnet50, resnet101
 from glasscnn.models.vgg import (
     vgg11,
@@ -50,6 +51,7 @@ REGISTRY: dict[str, tuple[Callable[..., Sequential], tuple[int, int, int], str]]
     "vgg16_bn": (vgg16_bn, (3, 224, 224), "torchvision VGG-16 with batch norm"),
     "vgg19": (vgg19, (3, 224, 224), "torchvision VGG-19"),
     "vgg19_bn": (vgg19_bn, (3, 224, 224), "torchvision VGG-19 with batch norm"),
+    "lenet5": (lenet5, (1, 32, 32), "LeNet-5: tanh, average pooling (LeCun et al. 1998)"),
 }
 
 
@@ -93,6 +95,7 @@ __all__ = [
     "available",
     "default_input_shape",
     "get",
+    "lenet5",
     "lenet_bn",
     "mnist_net",
     "resnet18",
