@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from glasscnn import kernels as K
+from glasscnn import models as zoo_models
 from glasscnn import nn as gnn
 from glasscnn import optim
 from glasscnn.analysis import analyze
@@ -46,12 +47,15 @@ ENV = {
     "OMP_WAIT_POLICY": "PASSIVE",  # likewise torch's OpenMP threads
 }
 WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn", "epoch", "kernels",
-             "memory")
+             "memory", "resnet18_b1", "resnet18_b16", "resnet50_b1", "resnet50_memory")
 # untimed runs of each library before a step workload is timed: at least the calls in
 # which GLASSCNN_WINOGRAD=auto times Winograd against the GEMM path in turn
 WARMUP = max(2, 2 * winograd.TRIALS)
 TARGETS = {"alexnet_b1": 0.8, "alexnet_b64": 1.2, "three_layer": 1.2, "vgg": 1.5,
-           "lenet_bn": 1.8}
+           "lenet_bn": 1.8, "resnet18_b1": 1.3, "resnet18_b16": 1.3, "resnet50_b1": 1.5}
+# torchvision networks timed in inference at 224×224: workload → (zoo name, batch)
+ZOO_INFERENCE = {"resnet18_b1": ("resnet18", 1), "resnet18_b16": ("resnet18", 16),
+                 "resnet50_b1": ("resnet50", 1)}
 
 
 def required_env() -> dict[str, str]:
@@ -182,6 +186,42 @@ def inference_case(batch: int, torch: Any | None) -> StepCase:
                 return twin(tx)
 
     return StepCase(model, lambda: model(x), theirs, 2.0 * model_macs(model, x.shape))
+
+
+def zoo_inference_case(name: str, batch: int, torch: Any | None, size: int = 224) -> StepCase:
+    """Forward of zoo model ``name`` (e.g. ``resnet50``) in evaluation mode on a batch of
+    3×``size``×``size`` images; the torch twin is ``to_torch`` of the same model."""
+    model = zoo_models.get(name).eval()
+    x, _ = _batch((batch, 3, size, size))
+    theirs = None
+    if torch is not None:
+        twin = to_torch(model, torch).eval()
+        tx = torch.from_numpy(x)
+
+        def theirs() -> Any:
+            with torch.inference_mode():
+                return twin(tx)
+
+    return StepCase(model, lambda: model(x), theirs, 2.0 * model_macs(model, x.shape))
+
+
+def measure_zoo_memory(torch: Any | None, name: str = "resnet50", batch: int = 16
+                       ) -> dict[str, Any]:
+    """Peak extra memory of one forward of ``name`` at 224×224 in evaluation mode.
+
+    glasscnn: tracemalloc peak and RSS high-water-mark rise; torch (``inference_mode``):
+    RSS high-water-mark rise. Model and input exist before, and one untimed forward of
+    each runs first, so the figures are activations and workspace.
+    """
+    case = zoo_inference_case(name, batch, torch)
+    case.ours()
+    result: dict[str, Any] = {"name": name, "batch": batch,
+                              "ours_traced": peak_traced(case.ours),
+                              "ours_rss": peak_rss_delta(case.ours)}
+    if case.theirs is not None:
+        case.theirs()
+        result["torch_rss"] = peak_rss_delta(case.theirs)
+    return result
 
 
 def training_case(name: str, batch: int, torch: Any | None, size: int = 32,
@@ -439,6 +479,7 @@ def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = 
         "three_layer": "three_layer Adam step b50",
         "vgg": "vgg_cifar SGD-m step b128",
         "lenet_bn": "lenet_bn SGD-m step b128",
+        **{w: f"{n} infer b{b} 224x224" for w, (n, b) in ZOO_INFERENCE.items()},
     }
     printed_head = False
     for name in workloads:
@@ -448,7 +489,9 @@ def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = 
             echo(head)
             echo("-" * len(head))
             printed_head = True
-        if name.startswith("alexnet"):
+        if name in ZOO_INFERENCE:
+            case = zoo_inference_case(*ZOO_INFERENCE[name], torch)
+        elif name.startswith("alexnet"):
             case = inference_case(1 if name == "alexnet_b1" else 64, torch)
         else:
             batch = 50 if name == "three_layer" else 128
@@ -473,6 +516,8 @@ def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = 
         _kernel_report(echo, report)
     if "memory" in workloads:
         _memory_report(torch, echo, report)
+    if "resnet50_memory" in workloads:
+        _zoo_memory_report(torch, echo, report)
     return report
 
 
@@ -542,6 +587,19 @@ def _memory_report(torch: Any, echo: Callable[[str], None], report: dict[str, An
     echo(f"  batch 1024 ÷ batch 128 (traced): "
          f"{mem['ours_traced_1024'] / mem['ours_traced_128']:.2f}  (target ≤ 8)")
 
+
+
+def _zoo_memory_report(torch: Any, echo: Callable[[str], None], report: dict[str, Any]) -> None:
+    echo("")
+    mem = measure_zoo_memory(torch)
+    report["zoo_memory"] = mem
+    echo(f"peak extra memory of one {mem['name']} forward, batch {mem['batch']}, 224x224 "
+         "(tracemalloc peak for glasscnn; RSS high-water-mark rise for both): "
+         f"glasscnn {_mib(mem['ours_traced'])} traced, {_mib(mem['ours_rss'])} RSS;  "
+         f"torch {_mib(mem.get('torch_rss'))} RSS")
+    if mem.get("torch_rss"):
+        echo(f"  glasscnn ÷ torch: traced ÷ RSS {mem['ours_traced'] / mem['torch_rss']:.2f}, "
+             f"RSS ÷ RSS {(mem['ours_rss'] or 0) / mem['torch_rss']:.2f}  (target ≤ 2)")
 
 
 CATEGORIES = ("GEMM", "im2col", "col2im", "pooling", "elementwise", "optimizer", "other")

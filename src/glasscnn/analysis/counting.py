@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from glasscnn.kernels import conv_output_size
+from glasscnn.models.resnet import BasicBlock, Bottleneck
 from glasscnn.nn import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -30,6 +31,7 @@ from glasscnn.nn import (
     ResidualBlock,
     Sequential,
     Sigmoid,
+    Tanh,
 )
 
 KINDS = ("conv", "fc", "pool", "norm", "act", "add", "other")
@@ -297,6 +299,9 @@ def _sigmoid(layer: Sigmoid, ins: tuple[int, ...], outs: tuple[int, ...],
                       saves=("output",))
 
 
+register_rule(Tanh)(_sigmoid)  # tanh: like the sigmoid, 4 FLOPs per value
+
+
 @register_rule(Dropout)
 def _dropout(layer: Dropout, ins: tuple[int, ...], outs: tuple[int, ...],
              opts: CountingOptions) -> LayerCount:
@@ -443,19 +448,33 @@ def _walk_sequential(walk: Walk, name: str, module: Sequential, x: _Tensor) -> _
 
 
 def _walk_residual(walk: Walk, name: str, block: ResidualBlock, x: _Tensor) -> _Tensor:
-    """Main path (x held for the shortcut), shortcut (main output held), add, final ReLU."""
+    """A ``ResidualBlock``: its main path, ``shortcut`` and ``relu2`` as residual parts."""
+    main = [(n, m) for n, m in block._modules.items() if n not in ("shortcut", "relu2")]
+    shortcut = ("shortcut", block.shortcut) if "shortcut" in block._modules else None
+    return _walk_parts(walk, name, (main, shortcut, ("relu2", block.relu2)), x)
+
+
+def _walk_block(walk: Walk, name: str, block: Module, x: _Tensor) -> _Tensor:
+    """A block that names its parts itself (``residual_parts()``: torchvision's ResNet)."""
+    return _walk_parts(walk, name, block.residual_parts(), x)
+
+
+def _walk_parts(walk: Walk, name: str, parts: tuple[Any, Any, Any], x: _Tensor) -> _Tensor:
+    """Residual ``parts`` (main path, shortcut or None, activation after the add, as
+    (name, module) pairs): main path (x held for the shortcut), shortcut (main output
+    held), add, activation."""
+    main, shortcut, (act_name, act) = parts
     x_bytes = _numel(x.shape) * walk.itemsize
     walk.held += x_bytes
     h = x
-    for child in block.main_path():
-        child_name = next(k for k, m in block._modules.items() if m is child)
+    for child_name, child in main:
         h = walk.visit(_join(name, child_name), child, h)
     walk.held -= x_bytes
     s = x
-    if "shortcut" in block._modules:
+    if shortcut is not None:
         h_bytes = _numel(h.shape) * walk.itemsize
         walk.held += h_bytes
-        s = walk.visit(_join(name, "shortcut"), block.shortcut, x)
+        s = walk.visit(_join(name, shortcut[0]), shortcut[1], x)
         walk.held -= h_bytes
     if s.shape != h.shape:
         raise ValueError(f"analyze: residual block {name!r}: main path gives {h.shape} but "
@@ -464,12 +483,14 @@ def _walk_residual(walk: Walk, name: str, block: ResidualBlock, x: _Tensor) -> _
     add = LayerCount(kind="add", extra_flops=_numel(h.shape) if walk.opts.add else 0,
                      reads=_numel(s.shape))
     walk.add_row(_join(name, "add"), None, h, y, add, type_name="Add")
-    return walk.visit(_join(name, "relu2"), block.relu2, y)
+    return walk.visit(_join(name, act_name), act, y)
 
 
 CONTAINERS: dict[type, Callable[[Walk, str, Any, _Tensor], _Tensor]] = {
     Sequential: _walk_sequential,
     ResidualBlock: _walk_residual,
+    BasicBlock: _walk_block,
+    Bottleneck: _walk_block,
 }
 
 

@@ -10,13 +10,15 @@ Conv2d                 Conv (pads [top, left, bottom, right], dilations, group, 
 Linear                 Gemm (transB = 1)
 MaxPool2d              MaxPool (dilations, ceil_mode; padded cells never win)
 AvgPool2d              AveragePool (count_include_pad, ceil_mode as the layer)
-AdaptiveAvgPool2d      GlobalAveragePool for 1×1; AveragePool with kernel = stride
-                       = H / out when the input divides evenly; else an error
-ReLU, Sigmoid          Relu, Sigmoid
+AdaptiveAvgPool2d      GlobalAveragePool for 1×1; Expand from a 1×1 input;
+                       AveragePool with kernel = stride = H / out when the input
+                       divides evenly; else an error
+ReLU, Sigmoid, Tanh    Relu, Sigmoid, Tanh
 Flatten                Flatten (start_dim 1) or Reshape
 BatchNorm1d/2d         BatchNormalization with the running statistics
 Dropout                nothing (identity at inference)
 ResidualBlock          its layers, then Add of the shortcut, then Relu
+residual_parts()       likewise, for blocks naming their parts (torchvision's ResNet)
 =====================  =========================================================
 
 Batch norm always uses the running statistics: the exported graph is the network in
@@ -49,6 +51,7 @@ from glasscnn.nn import (
     ResidualBlock,
     Sequential,
     Sigmoid,
+    Tanh,
 )
 
 DEFAULT_OPSET = 17
@@ -109,15 +112,11 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
             x, shape = _emit(g, child, dot + child_name, x, shape)
         return x, shape
     if isinstance(module, ResidualBlock):
-        h, h_shape = x, shape
-        for child_name, child in module.named_children():
-            if child_name not in ("shortcut", "relu2"):
-                h, h_shape = _emit(g, child, dot + child_name, h, h_shape)
-        s = x
-        if "shortcut" in module._modules:
-            s, _ = _emit(g, module.shortcut, dot + "shortcut", x, shape)
-        y = g.node("Add", [h, s], dot + "add")
-        return g.node("Relu", [y], dot + "relu2"), h_shape
+        main = [(n, m) for n, m in module.named_children() if n not in ("shortcut", "relu2")]
+        shortcut = ("shortcut", module.shortcut) if "shortcut" in module._modules else None
+        return _emit_residual(g, (main, shortcut, ("relu2", module.relu2)), dot, x, shape)
+    if hasattr(module, "residual_parts"):
+        return _emit_residual(g, module.residual_parts(), dot, x, shape)
     out_shape = tuple(module.output_shape(shape))
     if isinstance(module, Conv2d):
         inputs = [x, g.weight(dot + "weight", module.weight.data)]
@@ -151,6 +150,8 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
         return g.node("Relu", [x], name), out_shape
     if isinstance(module, Sigmoid):
         return g.node("Sigmoid", [x], name), out_shape
+    if isinstance(module, Tanh):
+        return g.node("Tanh", [x], name), out_shape
     if isinstance(module, Dropout):
         return x, out_shape
     if isinstance(module, Flatten):
@@ -172,9 +173,25 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
                      "ResidualBlock, Sequential")
 
 
+def _emit_residual(g: _GraphBuilder, parts: tuple[Any, Any, Any], dot: str, x: str,
+                   shape: Shape) -> tuple[str, Shape]:
+    """Residual ``parts`` (main path, shortcut or None, activation after the add, as
+    (name, module) pairs): the main path's nodes, the shortcut's, Add, the activation."""
+    main, shortcut, (act_name, act) = parts
+    h, h_shape = x, shape
+    for child_name, child in main:
+        h, h_shape = _emit(g, child, dot + child_name, h, h_shape)
+    s = x
+    if shortcut is not None:
+        s, _ = _emit(g, shortcut[1], dot + shortcut[0], x, shape)
+    y = g.node("Add", [h, s], dot + "add")
+    return _emit(g, act, dot + act_name, y, h_shape)
+
+
 def _adaptive_pool(g: _GraphBuilder, module: AdaptiveAvgPool2d, name: str, x: str,
                    shape: Shape) -> str:
-    """GlobalAveragePool for a 1×1 output; an AveragePool when H and W divide evenly.
+    """GlobalAveragePool for a 1×1 output; Expand for a 1×1 input; an AveragePool when H
+    and W divide evenly.
 
     An even division by out gives PyTorch's bins [i·H/out, (i+1)·H/out): all of size
     H/out, disjoint, i.e. an average pool with kernel = stride = H/out.
@@ -183,6 +200,9 @@ def _adaptive_pool(g: _GraphBuilder, module: AdaptiveAvgPool2d, name: str, x: st
     oh, ow = module.output_size
     if (oh, ow) == (1, 1):
         return g.node("GlobalAveragePool", [x], name)
+    if (h, w) == (1, 1):  # every bin is the one pixel: a broadcast (VGG at 32×32)
+        target = g.weight(name + ".shape", np.array([1, 1, oh, ow], np.int64))
+        return g.node("Expand", [x, target], name)
     if h % oh or w % ow:
         raise ValueError(
             f"export_onnx: layer {name!r} (AdaptiveAvgPool2d to {oh}x{ow}) gets a {h}x{w} "

@@ -18,8 +18,9 @@ def to_torch(module: gnn.Module, torch: Any = None, weights: bool = True) -> Any
     """Return a ``torch.nn.Module`` mirroring ``module``.
 
     Every glasscnn layer maps to the torch layer of the same arguments; ``Sequential`` keeps
-    its child names, so the state_dict keys agree; ``ResidualBlock`` becomes a small torch
-    module with the same children and forward.
+    its child names, so the state_dict keys agree; ``ResidualBlock`` (and a block with
+    ``residual_parts()``, such as torchvision's ResNet blocks) becomes a small torch module
+    with the same children and forward.
 
     Args:
         module: a glasscnn module built from the layers of ``glasscnn.nn``.
@@ -52,7 +53,12 @@ def _twin(module: gnn.Module, torch: Any) -> Any:
             (name, _twin(child, torch)) for name, child in module.named_children()
         ))
     if isinstance(module, gnn.ResidualBlock):
-        return _residual_twin(module, torch)
+        main = [name for name, m in module.named_children() if m in module.main_path()]
+        shortcut = "shortcut" if "shortcut" in module._modules else None
+        return _residual_twin(module, main, shortcut, "relu2", torch)
+    if hasattr(module, "residual_parts"):
+        main, shortcut, (act, _) = module.residual_parts()
+        return _residual_twin(module, [n for n, _ in main], shortcut and shortcut[0], act, torch)
     if isinstance(module, gnn.Conv2d):
         return nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
                          module.stride, module.padding, module.dilation, module.groups,
@@ -84,8 +90,9 @@ def _twin(module: gnn.Module, torch: Any) -> Any:
     raise ValueError(f"to_torch: no PyTorch counterpart for layer {type(module).__name__}")
 
 
-def _residual_twin(block: gnn.ResidualBlock, torch: Any) -> Any:
-    main = [name for name, m in block.named_children() if m in block.main_path()]
+def _residual_twin(block: gnn.Module, main: list[str], shortcut: str | None, act: str,
+                   torch: Any) -> Any:
+    """A torch module with ``block``'s children: act(main path (x) + shortcut(x))."""
 
     class ResidualBlock(torch.nn.Module):
         def __init__(self) -> None:
@@ -97,7 +104,7 @@ def _residual_twin(block: gnn.ResidualBlock, torch: Any) -> Any:
             h = x
             for name in main:
                 h = getattr(self, name)(h)
-            s = self.shortcut(x) if hasattr(self, "shortcut") else x
-            return self.relu2(h + s)
+            s = getattr(self, shortcut)(x) if shortcut else x
+            return getattr(self, act)(h + s)
 
     return ResidualBlock()

@@ -8,6 +8,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from glasscnn.models.lenet5 import lenet5
+from glasscnn.models.resnet import resnet18, resnet34, resnet50, resnet101
+from glasscnn.models.vgg import (
+    vgg11,
+    vgg11_bn,
+    vgg13,
+    vgg13_bn,
+    vgg16,
+    vgg16_bn,
+    vgg19,
+    vgg19_bn,
+)
 from glasscnn.models.zoo import (
     alexnet,
     alexnet_cifar33,
@@ -27,6 +39,19 @@ REGISTRY: dict[str, tuple[Callable[..., Sequential], tuple[int, int, int], str]]
     "vgg_cifar": (vgg_cifar, (3, 32, 32), "VGG-ish, 10 convs + adaptive pool (§4)"),
     "alexnet": (alexnet, (3, 224, 224), "torchvision AlexNet layout"),
     "resnet_cifar": (resnet_cifar, (3, 32, 32), "CIFAR ResNet-20 (6n+2) with projections"),
+    "resnet18": (resnet18, (3, 224, 224), "torchvision ResNet-18"),
+    "resnet34": (resnet34, (3, 224, 224), "torchvision ResNet-34"),
+    "resnet50": (resnet50, (3, 224, 224), "torchvision ResNet-50"),
+    "resnet101": (resnet101, (3, 224, 224), "torchvision ResNet-101"),
+    "vgg11": (vgg11, (3, 224, 224), "torchvision VGG-11"),
+    "vgg11_bn": (vgg11_bn, (3, 224, 224), "torchvision VGG-11 with batch norm"),
+    "vgg13": (vgg13, (3, 224, 224), "torchvision VGG-13"),
+    "vgg13_bn": (vgg13_bn, (3, 224, 224), "torchvision VGG-13 with batch norm"),
+    "vgg16": (vgg16, (3, 224, 224), "torchvision VGG-16"),
+    "vgg16_bn": (vgg16_bn, (3, 224, 224), "torchvision VGG-16 with batch norm"),
+    "vgg19": (vgg19, (3, 224, 224), "torchvision VGG-19"),
+    "vgg19_bn": (vgg19_bn, (3, 224, 224), "torchvision VGG-19 with batch norm"),
+    "lenet5": (lenet5, (1, 32, 32), "LeNet-5: tanh, average pooling (LeCun et al. 1998)"),
 }
 
 
@@ -70,9 +95,22 @@ __all__ = [
     "available",
     "default_input_shape",
     "get",
+    "lenet5",
     "lenet_bn",
     "mnist_net",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
     "resnet_cifar",
     "three_layer_convnet",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
     "vgg_cifar",
 ]
