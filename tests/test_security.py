@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+import pickle
 import struct
 import subprocess
 import sys
@@ -195,7 +196,7 @@ def test_checkpoint_metadata_cannot_drive_allocation(tmp_path):
     ckpt = load_checkpoint(path)
     peak, err = peak_of(ckpt.build_model)
     assert isinstance(err, CheckpointError) and "classes.npz" in str(err), err
-    assert "more parameters than the file's weights" in str(err)
+    assert "more parameters than the 62914 values in the file" in str(err)
     assert peak < 2 * MiB
     fine = tmp_path / "fine.npz"
     save_checkpoint(fine, Checkpoint({"model": "lenet_bn", "model_kwargs": {}}, state))
@@ -330,3 +331,134 @@ def test_written_files_get_the_umask_permissions(tmp_path, umask_022):
     assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
     leftovers = [p.name for p in tmp_path.rglob(".*")]
     assert leftovers == []
+
+
+# ---------------------------------------------------------------- fuzz
+
+
+def mutations(data: bytes, rng: np.random.Generator, count: int) -> list[bytes]:
+    """Seeded truncations, bit flips and overwritten runs of ``data``.
+
+    Positions are drawn from the whole file, its first 1 KiB and its last 4 KiB in turn, so
+    that headers, zip directories and metadata are hit as often as the bulk of the data.
+    """
+    size = len(data)
+    out = []
+    for i in range(count):
+        where = (0, size) if i % 3 == 0 else (0, min(size, 1024)) if i % 3 == 1 else (
+            max(0, size - 4096), size)
+        pos = int(rng.integers(*where))
+        kind = i % 4
+        if kind == 0:
+            out.append(data[:pos])
+            continue
+        raw = bytearray(data)
+        if kind in (1, 2):
+            for _ in range(1 if kind == 1 else int(rng.integers(2, 6))):
+                at = int(rng.integers(*where))
+                raw[at] ^= 1 << int(rng.integers(8))
+        else:
+            run = int(rng.integers(1, 17))
+            raw[pos:pos + run] = rng.choice([b"\xff" * run, rng.bytes(run), bytes(run)])[:run]
+        out.append(bytes(raw))
+    return out
+
+
+def cifar_batch(rng: np.random.Generator) -> bytes:
+    batch = {b"batch_label": b"testing batch 1 of 1",
+             b"labels": [int(v) for v in rng.integers(0, 10, 8)],
+             b"data": rng.integers(0, 256, (8, 3072), dtype=np.uint8),
+             b"filenames": [b"img_%d.png" % i for i in range(8)]}
+    return pickle.dumps(batch, protocol=2)
+
+
+def mnist_pickle(rng: np.random.Generator) -> bytes:
+    parts = tuple(((rng.integers(0, 256, (n, 784)) / np.float32(256)).astype(np.float32),
+                   rng.integers(0, 10, n).astype(np.int64)) for n in (4, 2, 3))
+    return gzip.compress(pickle.dumps(parts, protocol=2))
+
+
+def torch_saved(torch, path: Path) -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    torch.save(net.state_dict(), path)
+
+
+def fuzz_formats(torch, tmp_path: Path, rng: np.random.Generator) -> dict:
+    """``{format: (file name, bytes, loader)}`` for every format glasscnn reads."""
+    state = {"conv.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+             "conv.bias": rng.standard_normal(4).astype(np.float32),
+             "bn.num_batches_tracked": np.array(3, np.int64)}
+    files = {}
+    for name in ("w.npz", "z.npz", "w.pth", "w.safetensors"):
+        path = tmp_path / name
+        if name == "z.npz":
+            gio.save_npz(state, path, compress=True)
+        else:
+            gio.save_state_dict(state, path)
+        files[name] = path.read_bytes()
+    torch_saved(torch, tmp_path / "t.pth")
+    files["t.pth"] = (tmp_path / "t.pth").read_bytes()
+    net = models.get("lenet_bn", num_classes=3, input_size=16)
+    meta = {"model": "lenet_bn", "model_kwargs": {"num_classes": 3, "input_size": 16},
+            "input_shape": [3, 16, 16], "classes": ["a", "b", "c"],
+            "training": {"epoch": 2, "optimizer": {"lr": 0.1}}}
+    save_checkpoint(tmp_path / "ckpt.npz", Checkpoint(meta, net.state_dict(),
+                                                     {"normalizer": {"mean": np.zeros(3)}}))
+    files["ckpt.npz"] = (tmp_path / "ckpt.npz").read_bytes()
+    images = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    idx = struct.pack(">BBBBIII", 0, 0, 8, 3, *images.shape) + images.tobytes()
+    files["i-idx3-ubyte"] = idx
+    files["i-idx3-ubyte.gz"] = gzip.compress(idx)
+    files["test_batch"] = cifar_batch(rng)
+    files["mnist.pkl.gz"] = mnist_pickle(rng)
+
+    def cifar(path: Path) -> object:
+        from glasscnn.data.cifar import read_batches_folder
+        return read_batches_folder(path.parent, "test")
+
+    def mnist(path: Path) -> object:
+        from glasscnn.data.datasets import read_mnist_pickle
+        return read_mnist_pickle(path, "test")
+
+    def checkpoint(path: Path) -> object:
+        return load_checkpoint(path).build_model()
+
+    loaders = {"ckpt.npz": checkpoint, "i-idx3-ubyte": read_idx, "i-idx3-ubyte.gz": read_idx,
+               "test_batch": cifar, "mnist.pkl.gz": mnist}
+    return {name: (data, loaders.get(name, load_state_dict)) for name, data in files.items()}
+
+
+FUZZ_CASES = 240
+
+
+def test_fuzzed_files_raise_checkpoint_error_only(torch, tmp_path):
+    """Seeded mutations of each format: a CheckpointError naming the file, or a clean load.
+
+    Memory: the traced peak of each load stays under 4 times the file's size plus 2 MiB
+    (compressed files: plus what their data may inflate to, 32 times their size).
+    """
+    rng = np.random.default_rng(18)
+    formats = fuzz_formats(torch, tmp_path, rng)
+    tracemalloc.start()
+    try:
+        for name, (data, loader) in formats.items():
+            folder = tmp_path / name.replace(".", "_")
+            folder.mkdir()
+            path = folder / name
+            assert loader(path.write_bytes(data) and path) is not None
+            compressed = name.endswith(".gz") or name == "z.npz"
+            for i, mutated in enumerate(mutations(data, rng, FUZZ_CASES)):
+                path.write_bytes(mutated)
+                bound = 4 * len(mutated) + 2 * MiB + (32 * len(mutated) if compressed else 0)
+                before = tracemalloc.get_traced_memory()[0]
+                tracemalloc.reset_peak()
+                try:
+                    loader(path)
+                except CheckpointError as err:
+                    message = str(err)
+                    assert str(path) in message, (name, i, message)
+                    assert "unexpected error" not in message, (name, i, message)
+                peak = tracemalloc.get_traced_memory()[1] - before
+                assert peak <= bound, (name, i, peak, len(mutated))
+    finally:
+        tracemalloc.stop()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from glasscnn import models
-from glasscnn.checkpoint import Checkpoint, load_checkpoint
+from glasscnn.checkpoint import Checkpoint, build_model_for, is_checkpoint, load_checkpoint
 from glasscnn.data.cifar import CLASSES as CIFAR10_CLASSES
 from glasscnn.data.datasets import SPECS
 from glasscnn.data.images import IMAGE_SUFFIXES, require_pillow
@@ -280,14 +279,6 @@ def _num_outputs(model: Module, input_shape: tuple[int, int, int] | None) -> int
     return last[-1].out_features if last else None
 
 
-def _is_glasscnn_checkpoint(path: Path) -> bool:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return "meta.json" in npz.files
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return False
-
-
 def _fill(model: Module, name: str, state_dict: Mapping[str, Any], source: str,
           strip_prefix: str | None) -> None:
     """Load ``state_dict`` into ``model``; a misfit names the file and lists every shape."""
@@ -337,7 +328,7 @@ def load_model(
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such checkpoint file")
         fmt = format_of(path)
-        ckpt = load_checkpoint(path) if fmt == "npz" and _is_glasscnn_checkpoint(path) else None
+        ckpt = load_checkpoint(path) if fmt == "npz" and is_checkpoint(path) else None
         if ckpt is None:
             if best:
                 raise ValueError(f"{path}: best=True needs a glasscnn training checkpoint")
@@ -357,10 +348,10 @@ def load_model(
         raise ValueError(f"{source}: the checkpoint names no model; pass --model NAME")
     kwargs = dict(meta.get("model_kwargs", {})) if name == meta.get("model") else {}
     kwargs.update(model_kwargs or {})
-    model = models.get(name, **kwargs)
     if best and "best" not in ckpt.groups:
         raise ValueError(f"{source}: no best-validation weights (group 'best') in the "
                          "checkpoint; it was trained without a validation split")
+    model = build_model_for(name, kwargs, ckpt.groups["best"] if best else ckpt.state_dict, source)
     _fill(model, name, ckpt.groups["best"] if best else ckpt.state_dict, source, strip_prefix)
     pre = recipe_preprocessing(name, kwargs)
     mean = std = mean_image = None

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from glasscnn.io.errors import UnsafePickleError
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16
 
 
 class BoundedReader:
