@@ -239,8 +239,9 @@ def test_pickle_declared_lengths_allocate_only_what_is_there():
 # ---------------------------------------------------------------- 3: one clean error
 
 
-def test_deeply_nested_safetensors_header(tmp_path):
-    text = b"[" * 200_000
+@pytest.mark.parametrize("depth", [1050, 200_000])
+def test_deeply_nested_safetensors_header(tmp_path, depth):
+    text = b"[" * depth
     path = tmp_path / "deep.safetensors"
     path.write_bytes(struct.pack("<Q", len(text)) + text)
     with pytest.raises(CheckpointError, match=r"deep\.safetensors.*nested too deeply"):
@@ -293,6 +294,14 @@ def test_checkpoint_errors_are_checkpoint_errors(tmp_path):
     (tmp_path / "folder.npz").mkdir()
     with pytest.raises(CheckpointError, match="is a folder"):
         load_state_dict(tmp_path / "folder.npz")
+
+
+def test_weights_that_do_not_fit_are_a_checkpoint_error_too(tmp_path):
+    path = tmp_path / "other.npz"
+    gio.save_npz({"weight": np.ones((2, 3), np.float32)}, path)
+    with pytest.raises(CheckpointError, match=r"other\.npz does not fit the model") as info:
+        gio.load_into(models.get("lenet_bn"), path)
+    assert isinstance(info.value, KeyError)
 
 
 # ---------------------------------------------------------------- 13: atomic writes

@@ -57,7 +57,7 @@ class _DataUnpickler(RestrictedUnpickler):
     """
 
     def __init__(self, stream: IO[bytes], where: str, limit: int | None) -> None:
-        max_ops = (limit if limit is not None else 1 << 30) // 4 + 100_000
+        max_ops = (limit if limit is not None else 1 << 30) // 4 + 20_000
         super().__init__(stream, where, max_ops=max_ops, limit=limit, encoding="bytes")
         self.fresh_dtypes: set[int] = set()
         self.fresh_arrays: set[int] = set()

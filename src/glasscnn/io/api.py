@@ -19,11 +19,12 @@ from glasscnn.nn.module import Module, Parameter
 FORMATS = {".npz": "npz", ".pth": "torch", ".pt": "torch", ".safetensors": "safetensors"}
 
 
-class CheckpointMismatchError(KeyError, ValueError):
+class CheckpointMismatchError(KeyError, CheckpointError):
     """A checkpoint's keys or shapes do not fit the model; ``report`` says how.
 
-    A ``KeyError`` (state_dict keys) and a ``ValueError`` (bad input) at once, so either
-    ``except`` catches it. Its message lists every key with its shape.
+    A ``KeyError`` (state_dict keys) and a ``CheckpointError`` (so a ``ValueError``) at
+    once, so any of these ``except`` clauses catches it. Its message lists every key with
+    its shape.
     """
 
     def __init__(self, message: str, report: MatchReport) -> None:
