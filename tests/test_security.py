@@ -25,7 +25,13 @@ import pytest
 import glasscnn
 from glasscnn import io as gio
 from glasscnn import models
-from glasscnn.checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
+from glasscnn.checkpoint import (
+    Checkpoint,
+    atomic_write,
+    build_model_for,
+    load_checkpoint,
+    save_checkpoint,
+)
 from glasscnn.data.download import atomic_folder, download
 from glasscnn.data.idx import read_idx
 from glasscnn.data.safe_pickle import load_pickle
@@ -203,6 +209,19 @@ def test_checkpoint_metadata_cannot_drive_allocation(tmp_path):
     rebuilt = load_checkpoint(fine).build_model().state_dict()
     for key, value in state.items():
         np.testing.assert_array_equal(rebuilt[key], value)
+
+
+@pytest.mark.parametrize("name", ["mnist_net", "lenet_bn", "resnet_cifar", "vgg_cifar"])
+def test_bounded_build_counts_every_weight_and_changes_nothing(name):
+    reference = models.get(name, rng=np.random.default_rng(5))
+    drawn = sum(p.data.size for m_name, m in reference.named_modules()
+                if type(m).__name__ in ("Conv2d", "Linear") for p in m.parameters())
+    built = build_model_for(name, {"rng": np.random.default_rng(5)},
+                            {"all": np.empty(drawn, np.uint8)}, "file.npz")
+    for key, value in reference.state_dict().items():
+        np.testing.assert_array_equal(built.state_dict()[key], value)
+    with pytest.raises(CheckpointError, match=r"file\.npz: these weights do not fit"):
+        build_model_for(name, {}, {"all": np.empty(drawn - 1, np.uint8)}, "file.npz")
 
 
 def test_pickle_memo_index_costs_nothing(tmp_path):
