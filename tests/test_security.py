@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import socket
 import struct
 import subprocess
 import sys
@@ -337,6 +338,20 @@ def test_killed_write_leaves_no_temporary_behind(tmp_path):
     atomic_write(target, lambda fh: fh.write(b"whole"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
     assert target.read_bytes() == b"whole"
+
+
+def test_only_temporaries_of_dead_or_old_writers_are_removed(tmp_path):
+    target = tmp_path / "history.json"
+    live = tmp_path / f".history.json.{socket.gethostname()}.{os.getppid()}.abcd.tmp"
+    other_host = tmp_path / ".history.json.elsewhere.999999999.abcd.tmp"
+    legacy_old, legacy_new = (tmp_path / ".history.json.k2j4h5g6.tmp",
+                              tmp_path / ".history.json.a1b2c3d4.tmp")
+    for path in (live, other_host, legacy_old, legacy_new):
+        path.write_bytes(b"")
+    os.utime(legacy_old, (0, 0))
+    atomic_write(target, lambda fh: fh.write(b"{}"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [target.name, live.name, other_host.name, legacy_new.name])
 
 
 @pytest.fixture
