@@ -183,7 +183,7 @@ def load_pickle(stream: IO[bytes], where: str, limit: int | None = None) -> Any:
     except (pickle.UnpicklingError, EOFError, gzip.BadGzipFile, zlib.error,
             tarfile.ReadError) as err:
         raise CheckpointError(
-            f"{where}: truncated or corrupt data ({err or 'unexpected end'})"
+            f"{where}: truncated or corrupt data ({str(err) or 'unexpected end'})"
         ) from None
     except Exception as err:
         raise CheckpointError(

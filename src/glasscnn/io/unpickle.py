@@ -42,9 +42,10 @@ class BoundedReader:
         self.done = 0
 
     def _take(self, n: int) -> int:
+        """How many of ``n`` wanted bytes may be read (0 at the end of the stream)."""
         if self.limit is not None and self.done + n > self.limit:
             n = max(self.limit - self.done, 0)
-            if n == 0:
+            if n == 0 and self.stream.read(1):
                 raise UnsafePickleError(
                     f"{self.where}: the pickle goes on past {self.limit} bytes, more than "
                     "the file can hold (a compression bomb?)"
