@@ -53,7 +53,11 @@ class BoundedReader:
         return n
 
     def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all that is left for ``n < 0``), read 1 MiB at a time."""
+        """Up to ``n`` bytes (all that is left for ``n < 0``), read 64 KiB at a time."""
+        if 0 <= n <= _CHUNK and (self.limit is None or self.done + n <= self.limit):
+            data = self.stream.read(n)
+            self.done += len(data)
+            return data
         parts = []
         want = n if n >= 0 else float("inf")
         got = 0
