@@ -10,6 +10,8 @@ import gzip
 import io
 import json
 import os
+import pickle
+import socket
 import struct
 import subprocess
 import sys
@@ -24,7 +26,13 @@ import pytest
 import glasscnn
 from glasscnn import io as gio
 from glasscnn import models
-from glasscnn.checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
+from glasscnn.checkpoint import (
+    Checkpoint,
+    atomic_write,
+    build_model_for,
+    load_checkpoint,
+    save_checkpoint,
+)
 from glasscnn.data.download import atomic_folder, download
 from glasscnn.data.idx import read_idx
 from glasscnn.data.safe_pickle import load_pickle
@@ -195,13 +203,26 @@ def test_checkpoint_metadata_cannot_drive_allocation(tmp_path):
     ckpt = load_checkpoint(path)
     peak, err = peak_of(ckpt.build_model)
     assert isinstance(err, CheckpointError) and "classes.npz" in str(err), err
-    assert "more parameters than the file's weights" in str(err)
+    assert "more parameters than the 62914 values in the file" in str(err)
     assert peak < 2 * MiB
     fine = tmp_path / "fine.npz"
     save_checkpoint(fine, Checkpoint({"model": "lenet_bn", "model_kwargs": {}}, state))
     rebuilt = load_checkpoint(fine).build_model().state_dict()
     for key, value in state.items():
         np.testing.assert_array_equal(rebuilt[key], value)
+
+
+@pytest.mark.parametrize("name", ["mnist_net", "lenet_bn", "resnet_cifar", "vgg_cifar"])
+def test_bounded_build_counts_every_weight_and_changes_nothing(name):
+    reference = models.get(name, rng=np.random.default_rng(5))
+    drawn = sum(p.data.size for m_name, m in reference.named_modules()
+                if type(m).__name__ in ("Conv2d", "Linear") for p in m.parameters())
+    built = build_model_for(name, {"rng": np.random.default_rng(5)},
+                            {"all": np.empty(drawn, np.uint8)}, "file.npz")
+    for key, value in reference.state_dict().items():
+        np.testing.assert_array_equal(built.state_dict()[key], value)
+    with pytest.raises(CheckpointError, match=r"file\.npz: these weights do not fit"):
+        build_model_for(name, {}, {"all": np.empty(drawn - 1, np.uint8)}, "file.npz")
 
 
 def test_pickle_memo_index_costs_nothing(tmp_path):
@@ -238,8 +259,9 @@ def test_pickle_declared_lengths_allocate_only_what_is_there():
 # ---------------------------------------------------------------- 3: one clean error
 
 
-def test_deeply_nested_safetensors_header(tmp_path):
-    text = b"[" * 200_000
+@pytest.mark.parametrize("depth", [1050, 200_000])
+def test_deeply_nested_safetensors_header(tmp_path, depth):
+    text = b"[" * depth
     path = tmp_path / "deep.safetensors"
     path.write_bytes(struct.pack("<Q", len(text)) + text)
     with pytest.raises(CheckpointError, match=r"deep\.safetensors.*nested too deeply"):
@@ -294,6 +316,14 @@ def test_checkpoint_errors_are_checkpoint_errors(tmp_path):
         load_state_dict(tmp_path / "folder.npz")
 
 
+def test_weights_that_do_not_fit_are_a_checkpoint_error_too(tmp_path):
+    path = tmp_path / "other.npz"
+    gio.save_npz({"weight": np.ones((2, 3), np.float32)}, path)
+    with pytest.raises(CheckpointError, match=r"other\.npz does not fit the model") as info:
+        gio.load_into(models.get("lenet_bn"), path)
+    assert isinstance(info.value, KeyError)
+
+
 # ---------------------------------------------------------------- 13: atomic writes
 
 
@@ -308,6 +338,20 @@ def test_killed_write_leaves_no_temporary_behind(tmp_path):
     atomic_write(target, lambda fh: fh.write(b"whole"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
     assert target.read_bytes() == b"whole"
+
+
+def test_only_temporaries_of_dead_or_old_writers_are_removed(tmp_path):
+    target = tmp_path / "history.json"
+    live = tmp_path / f".history.json.{socket.gethostname()}.{os.getppid()}.abcd.tmp"
+    other_host = tmp_path / ".history.json.elsewhere.999999999.abcd.tmp"
+    legacy_old, legacy_new = (tmp_path / ".history.json.k2j4h5g6.tmp",
+                              tmp_path / ".history.json.a1b2c3d4.tmp")
+    for path in (live, other_host, legacy_old, legacy_new):
+        path.write_bytes(b"")
+    os.utime(legacy_old, (0, 0))
+    atomic_write(target, lambda fh: fh.write(b"{}"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [target.name, live.name, other_host.name, legacy_new.name])
 
 
 @pytest.fixture
@@ -330,3 +374,140 @@ def test_written_files_get_the_umask_permissions(tmp_path, umask_022):
     assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
     leftovers = [p.name for p in tmp_path.rglob(".*")]
     assert leftovers == []
+
+
+# ---------------------------------------------------------------- fuzz
+
+
+def mutations(data: bytes, rng: np.random.Generator, count: int) -> list[bytes]:
+    """Seeded truncations, bit flips and overwritten runs of ``data``.
+
+    Positions are drawn from the whole file, its first 1 KiB and its last 4 KiB in turn, so
+    that headers, zip directories and metadata are hit as often as the bulk of the data.
+    """
+    size = len(data)
+    out = []
+    for i in range(count):
+        where = (0, size) if i % 3 == 0 else (0, min(size, 1024)) if i % 3 == 1 else (
+            max(0, size - 4096), size)
+        pos = int(rng.integers(*where))
+        kind = i % 4
+        if kind == 0:
+            out.append(data[:pos])
+            continue
+        raw = bytearray(data)
+        if kind in (1, 2):
+            for _ in range(1 if kind == 1 else int(rng.integers(2, 6))):
+                at = int(rng.integers(*where))
+                raw[at] ^= 1 << int(rng.integers(8))
+        else:
+            run = int(rng.integers(1, 17))
+            raw[pos:pos + run] = rng.choice([b"\xff" * run, rng.bytes(run), bytes(run)])[:run]
+        out.append(bytes(raw))
+    return out
+
+
+def cifar_batch(rng: np.random.Generator) -> bytes:
+    batch = {b"batch_label": b"testing batch 1 of 1",
+             b"labels": [int(v) for v in rng.integers(0, 10, 8)],
+             b"data": rng.integers(0, 256, (8, 3072), dtype=np.uint8),
+             b"filenames": [b"img_%d.png" % i for i in range(8)]}
+    return pickle.dumps(batch, protocol=2)
+
+
+def mnist_pickle(rng: np.random.Generator) -> bytes:
+    parts = tuple(((rng.integers(0, 256, (n, 784)) / np.float32(256)).astype(np.float32),
+                   rng.integers(0, 10, n).astype(np.int64)) for n in (4, 2, 3))
+    return gzip.compress(pickle.dumps(parts, protocol=2))
+
+
+def torch_saved(torch, path: Path) -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    torch.save(net.state_dict(), path)
+
+
+def fuzz_formats(torch, tmp_path: Path, rng: np.random.Generator) -> dict:
+    """``{file name: (bytes, loader)}`` for every format glasscnn reads (``t.pth`` needs torch)."""
+    state = {"conv.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+             "conv.bias": rng.standard_normal(4).astype(np.float32),
+             "bn.num_batches_tracked": np.array(3, np.int64)}
+    files = {}
+    for name in ("w.npz", "z.npz", "w.pth", "w.safetensors"):
+        path = tmp_path / name
+        if name == "z.npz":
+            gio.save_npz(state, path, compress=True)
+        else:
+            gio.save_state_dict(state, path)
+        files[name] = path.read_bytes()
+    if torch is not None:
+        torch_saved(torch, tmp_path / "t.pth")
+        files["t.pth"] = (tmp_path / "t.pth").read_bytes()
+    net = models.get("lenet_bn", num_classes=3, input_size=16)
+    meta = {"model": "lenet_bn", "model_kwargs": {"num_classes": 3, "input_size": 16},
+            "input_shape": [3, 16, 16], "classes": ["a", "b", "c"],
+            "training": {"epoch": 2, "optimizer": {"lr": 0.1}}}
+    save_checkpoint(tmp_path / "ckpt.npz", Checkpoint(meta, net.state_dict(),
+                                                     {"normalizer": {"mean": np.zeros(3)}}))
+    files["ckpt.npz"] = (tmp_path / "ckpt.npz").read_bytes()
+    images = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    idx = struct.pack(">BBBBIII", 0, 0, 8, 3, *images.shape) + images.tobytes()
+    files["i-idx3-ubyte"] = idx
+    files["i-idx3-ubyte.gz"] = gzip.compress(idx)
+    files["test_batch"] = cifar_batch(rng)
+    files["mnist.pkl.gz"] = mnist_pickle(rng)
+
+    def cifar(path: Path) -> object:
+        from glasscnn.data.cifar import read_batches_folder
+        return read_batches_folder(path.parent, "test")
+
+    def mnist(path: Path) -> object:
+        from glasscnn.data.datasets import read_mnist_pickle
+        return read_mnist_pickle(path, "test")
+
+    def checkpoint(path: Path) -> object:
+        return load_checkpoint(path).build_model()
+
+    loaders = {"ckpt.npz": checkpoint, "i-idx3-ubyte": read_idx, "i-idx3-ubyte.gz": read_idx,
+               "test_batch": cifar, "mnist.pkl.gz": mnist}
+    return {name: (data, loaders.get(name, load_state_dict)) for name, data in files.items()}
+
+
+FUZZ_CASES = 240
+FUZZ_FILES = ["w.npz", "z.npz", "w.pth", "t.pth", "w.safetensors", "ckpt.npz", "i-idx3-ubyte",
+              "i-idx3-ubyte.gz", "test_batch", "mnist.pkl.gz"]
+
+
+@pytest.mark.parametrize("name", FUZZ_FILES)
+def test_fuzzed_files_raise_checkpoint_error_only(request, tmp_path, name):
+    """Seeded mutations of one format: a CheckpointError naming the file, or a clean load.
+
+    ``t.pth`` is written by ``torch.save``, ``w.pth`` by glasscnn. Memory: the traced peak
+    of each load stays under 4 times the file's size plus 1 MiB (compressed files: plus
+    32 times their size, what their data may inflate to).
+    """
+    torch = request.getfixturevalue("torch") if name == "t.pth" else None
+    rng = np.random.default_rng(FUZZ_FILES.index(name))
+    data, loader = fuzz_formats(torch, tmp_path, rng)[name]
+    folder = tmp_path / "fuzz"
+    folder.mkdir()
+    path = folder / name
+    path.write_bytes(data)
+    assert loader(path) is not None
+    compressed = name.endswith(".gz") or name == "z.npz"
+    tracemalloc.start()
+    try:
+        for i, mutated in enumerate(mutations(data, rng, FUZZ_CASES)):
+            path.write_bytes(mutated)
+            bound = 4 * len(mutated) + MiB + (32 * len(mutated) if compressed else 0)
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            try:
+                loader(path)
+            except CheckpointError as err:
+                message = str(err)
+                assert str(path) in message, (i, message)
+                assert "unexpected error" not in message, (i, message)
+            peak = tracemalloc.get_traced_memory()[1] - before
+            assert peak <= bound, (i, peak, len(mutated))
+    finally:
+        tracemalloc.stop()

@@ -28,11 +28,12 @@ from glasscnn import models
 from glasscnn.io.atomic import atomic_write
 from glasscnn.io.errors import CheckpointError, file_errors
 from glasscnn.io.npz import load_npz
+from glasscnn.io.ziparchive import ZipArchive
 from glasscnn.nn import Module
 from glasscnn.nn.init import default_rng
 
 __all__ = ["FORMAT", "MAX_INPUT_VALUES", "Checkpoint", "atomic_write", "build_model_for",
-           "load_checkpoint", "save_checkpoint"]
+           "is_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "glasscnn-checkpoint"
 MAX_INPUT_VALUES = 1 << 26
@@ -88,12 +89,13 @@ class _BudgetedGenerator(np.random.Generator):
     """A generator sharing another's stream that refuses to draw more than ``budget`` values."""
 
     def __init__(self, bit_generator: np.random.BitGenerator, budget: int, source: str,
-                 name: str) -> None:
+                 name: str, kwargs: dict[str, Any]) -> None:
         super().__init__(bit_generator)
         self.budget: int | None = budget
         self.total = budget
         self.source = source
         self.name = name
+        self.kwargs = kwargs
 
     def uniform(self, low: Any = 0.0, high: Any = 1.0, size: Any = None) -> Any:
         if self.budget is not None:
@@ -101,9 +103,9 @@ class _BudgetedGenerator(np.random.Generator):
                 1 if size is None else int(size))
             if count > self.budget:
                 raise CheckpointError(
-                    f"{self.source}: the model {self.name} built from the checkpoint's "
-                    "arguments would hold more parameters than the file's weights "
-                    f"({self.total} values); refusing to build it"
+                    f"{self.source}: these weights do not fit the model {self.name} with "
+                    f"{self.kwargs!r:.300}: it would hold more parameters than the "
+                    f"{self.total} values in the file (refused before allocating it)"
                 )
             self.budget -= count
         return super().uniform(low, high, size)
@@ -135,7 +137,7 @@ def build_model_for(name: str, kwargs: dict[str, Any], weights: dict[str, np.nda
     """
     base = kwargs.get("rng") or default_rng()
     total = sum(int(np.size(v)) for v in weights.values())
-    rng = _BudgetedGenerator(base.bit_generator, total, source, name)
+    rng = _BudgetedGenerator(base.bit_generator, total, source, name, kwargs)
     try:
         return models.get(name, **{**kwargs, "rng": rng})
     except CheckpointError:
@@ -190,6 +192,21 @@ def _check_meta(meta: Any, path: Path) -> dict[str, Any]:
     ):
         raise bad("input_shape", f"[C, H, W], positive, at most {MAX_INPUT_VALUES} values")
     return meta
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a glasscnn checkpoint (an ``.npz`` with a ``meta.json`` entry).
+
+    Only the archive's directory is read.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError (a ValueError): a zip archive that is truncated or corrupt, so that
+            what it holds cannot be told; the message names the file.
+    """
+    path = Path(path)
+    with file_errors(path, ".npz archive"), ZipArchive(path, ".npz") as archive:
+        return archive.zip is not None and "meta.json.npy" in archive.names
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

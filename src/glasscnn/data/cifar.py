@@ -169,8 +169,9 @@ def _scan_archive(path: Path, names: tuple[str, ...], found: dict[str, Any], lim
                 if name.startswith(BATCHES_DIR + "/") and base in names and member.isfile():
                     found[base] = load_pickle(tar.extractfile(member), f"{path}:{name}", limit)
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise CheckpointError(f"{path}: truncated or corrupt archive ({err or 'unexpected end'})") \
-            from None
+        raise CheckpointError(
+            f"{path}: truncated or corrupt archive ({str(err) or 'unexpected end'})"
+        ) from None
 
 
 def extract_archive(
@@ -210,7 +211,7 @@ def extract_archive(
                             shutil.copyfileobj(tar.extractfile(member), out)
         except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as err:
             raise CheckpointError(
-                f"{archive}: truncated or corrupt archive ({err or 'unexpected end'})"
+                f"{archive}: truncated or corrupt archive ({str(err) or 'unexpected end'})"
             ) from None
         missing = sorted(wanted - {p.name for p in tmp.iterdir()})
         if missing:

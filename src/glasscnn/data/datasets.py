@@ -284,22 +284,25 @@ def _pickle_part(part: object, where: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = part
     if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2 \
             or x.shape[1] != 784:
-        raise CheckpointError(f"{where}: images must be an (N, 784) float32 array, found "
-                         f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
+        raise CheckpointError(
+            f"{where}: images must be an (N, 784) float32 array, found "
+            f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}"
+        )
     if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != x.shape[:1]:
         raise CheckpointError(f"{where}: labels must be an ({x.shape[0]},) integer array")
     if y.size and (y.min() < 0 or y.max() > 9):
         raise CheckpointError(f"{where}: labels outside 0..9")
     pixels = np.empty(x.shape, np.uint8)
-    scaled = np.empty((_CONVERT_ROWS, x.shape[1]), np.float32)
+    scaled = np.empty((min(_CONVERT_ROWS, x.shape[0]), x.shape[1]), np.float32)
     for i in range(0, x.shape[0], _CONVERT_ROWS):
         rows = slice(i, i + _CONVERT_ROWS)
         s = scaled[: x[rows].shape[0]]
         np.multiply(x[rows], np.float32(256), out=s)  # exact: k/256 → k
-        np.copyto(pixels[rows], s, casting="unsafe")
+        with np.errstate(invalid="ignore"):
+            np.copyto(pixels[rows], s, casting="unsafe")
         if not np.array_equal(pixels[rows], s):
-            raise CheckpointError(f"{where}: pixel values are not k/256 with k in 0..255, so they "
-                             "cannot be converted to uint8 exactly")
+            raise CheckpointError(f"{where}: pixel values are not k/256 with k in 0..255, so "
+                                  "they cannot be converted to uint8 exactly")
     return pixels.reshape(-1, 1, 28, 28), y.astype(np.int64)
 
 
@@ -348,7 +351,7 @@ def _load(name: str, root: str | os.PathLike[str] | None, split: str) -> Dataset
     else:
         images, labels, classes = read_image_folder(source.path / split, "RGB")
         if set(classes) != set(cifar.CLASSES) or images.shape[1:] != (3, 32, 32):
-            raise ValueError(
+            raise CheckpointError(
                 f"{source.path / split}: not a CIFAR-10 image folder: classes {classes}, "
                 f"images {images.shape[1:]} (expected the 10 CIFAR-10 classes, 3x32x32)"
             )
@@ -406,7 +409,14 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
 
 
 def load(name: str, root: str | os.PathLike[str] | None = None, split: str = "train") -> Dataset:
-    """Load data set ``name`` (``cifar10``, ``mnist``, ``fashion-mnist``); see its loader."""
+    """Load data set ``name`` (``cifar10``, ``mnist``, ``fashion-mnist``); see its loader.
+
+    Raises:
+        FileNotFoundError: the data set is in none of the places searched.
+        CheckpointError (a ValueError, from ``glasscnn.io``): a file of it is unsafe,
+            truncated, corrupt or not what it should be; the message names the file.
+        ValueError: an unknown data set or split name.
+    """
     return LOADERS[get_spec(name).name](root, split)
 
 

@@ -81,7 +81,8 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             return _read_stream(stream, path, stored, compressed, limit)
         except (EOFError, gzip.BadGzipFile, zlib.error) as err:
             raise CheckpointError(
-                f"read_idx: {path}: truncated or corrupt gzip stream ({err or 'unexpected end'})"
+                f"read_idx: {path}: truncated or corrupt gzip stream "
+                f"({str(err) or 'unexpected end'})"
             ) from None
 
 

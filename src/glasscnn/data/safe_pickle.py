@@ -57,7 +57,7 @@ class _DataUnpickler(RestrictedUnpickler):
     """
 
     def __init__(self, stream: IO[bytes], where: str, limit: int | None) -> None:
-        max_ops = (limit if limit is not None else 1 << 30) // 4 + 100_000
+        max_ops = (limit if limit is not None else 1 << 30) // 4 + 20_000
         super().__init__(stream, where, max_ops=max_ops, limit=limit, encoding="bytes")
         self.fresh_dtypes: set[int] = set()
         self.fresh_arrays: set[int] = set()
@@ -183,7 +183,7 @@ def load_pickle(stream: IO[bytes], where: str, limit: int | None = None) -> Any:
     except (pickle.UnpicklingError, EOFError, gzip.BadGzipFile, zlib.error,
             tarfile.ReadError) as err:
         raise CheckpointError(
-            f"{where}: truncated or corrupt data ({err or 'unexpected end'})"
+            f"{where}: truncated or corrupt data ({str(err) or 'unexpected end'})"
         ) from None
     except Exception as err:
         raise CheckpointError(

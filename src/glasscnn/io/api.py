@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from glasscnn.io.errors import CheckpointError
 from glasscnn.io.mapping import MatchReport, match_report, remap_keys
 from glasscnn.io.npz import load_npz, save_npz
 from glasscnn.io.safetensors import load_safetensors, save_safetensors
@@ -18,11 +19,12 @@ from glasscnn.nn.module import Module, Parameter
 FORMATS = {".npz": "npz", ".pth": "torch", ".pt": "torch", ".safetensors": "safetensors"}
 
 
-class CheckpointMismatchError(KeyError, ValueError):
+class CheckpointMismatchError(KeyError, CheckpointError):
     """A checkpoint's keys or shapes do not fit the model; ``report`` says how.
 
-    A ``KeyError`` (state_dict keys) and a ``ValueError`` (bad input) at once, so either
-    ``except`` catches it. Its message lists every key with its shape.
+    A ``KeyError`` (state_dict keys) and a ``CheckpointError`` (so a ``ValueError``) at
+    once, so any of these ``except`` clauses catches it. Its message lists every key with
+    its shape.
     """
 
     def __init__(self, message: str, report: MatchReport) -> None:
@@ -42,7 +44,8 @@ def format_of(path: str | os.PathLike, fmt: str | None = None) -> str:
         fmt: one of the three names, to override the extension.
 
     Raises:
-        ValueError: unknown extension or format name.
+        CheckpointError (a ValueError): an extension that names no format.
+        ValueError: an unknown format name.
     """
     if fmt is not None:
         if fmt not in FORMATS.values():
@@ -51,7 +54,7 @@ def format_of(path: str | os.PathLike, fmt: str | None = None) -> str:
         return fmt
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: cannot tell the checkpoint format from the extension {suffix!r}; use "
             f"one of {sorted(FORMATS)} or pass format="
         )
@@ -76,7 +79,9 @@ def load_state_dict(path: str | os.PathLike, format: str | None = None, key: str
     Raises:
         FileNotFoundError: no such file.
         CheckpointError (a ValueError; ``UnsafePickleError`` for a forbidden pickle
-            global): wrong format, truncated or corrupt; the message names the file.
+            global): unknown extension, wrong format, truncated, corrupt or oversized;
+            the message names the file. Nothing else is raised for a bad file.
+        ValueError: ``key`` given for a format other than torch.
     """
     fmt = format_of(path, format)
     if key is not None and fmt != "torch":

@@ -61,8 +61,8 @@ def file_errors(path: str | os.PathLike, what: str) -> Iterator[None]:
 
     ``CheckpointError`` and ``FileNotFoundError`` pass through; any other ``OSError``
     (a folder, no permission) is reported with its reason. Anything else means the
-    reader met a case it does not check for; it is reported as "unexpected", still as a
-    ``CheckpointError`` that names the file.
+    reader met a case it does not check for; it is reported as an "unexpected error",
+    still as a ``CheckpointError`` that names the file.
 
     Args:
         path: the file being read.
@@ -78,5 +78,6 @@ def file_errors(path: str | os.PathLike, what: str) -> Iterator[None]:
         raise CheckpointError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     except Exception as exc:
         raise CheckpointError(
-            f"{path}: cannot read it as a {what}: unexpected {type(exc).__name__}: {exc!s:.300}"
+            f"{path}: cannot read it as a {what}: unexpected error "
+            f"{type(exc).__name__}: {exc!s:.300}"
         ) from exc

@@ -54,6 +54,11 @@ def _read_header(fh: Any, path: Path, size: int) -> tuple[dict[str, Any], int]:
     text = fh.read(length)
     if len(text) != length:
         raise CheckpointError(f"{path}: truncated safetensors header")
+    if text.count(b"[") + text.count(b"{") > length // 16 + 1024:
+        raise CheckpointError(
+            f"{path}: safetensors header holds more lists and objects than a header of "
+            f"{length} bytes can need (nested too deeply?)"
+        )
     try:
         header = json.loads(text.decode("utf-8"))
     except RecursionError:

@@ -255,7 +255,7 @@ class _RestrictedUnpickler(RestrictedUnpickler):
     """Unpickler that resolves only the allow-listed globals and maps storages to arrays."""
 
     def __init__(self, file: BinaryIO, archive: _TorchArchive) -> None:
-        super().__init__(file, str(archive.path), max_ops=archive.zip.size // 4 + 100_000)
+        super().__init__(file, str(archive.path), max_ops=archive.zip.size // 4 + 20_000)
         self.archive = archive
 
         def tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from glasscnn.io.errors import UnsafePickleError
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16
 
 
 class BoundedReader:
@@ -42,9 +42,10 @@ class BoundedReader:
         self.done = 0
 
     def _take(self, n: int) -> int:
+        """How many of ``n`` wanted bytes may be read (0 at the end of the stream)."""
         if self.limit is not None and self.done + n > self.limit:
             n = max(self.limit - self.done, 0)
-            if n == 0:
+            if n == 0 and self.stream.read(1):
                 raise UnsafePickleError(
                     f"{self.where}: the pickle goes on past {self.limit} bytes, more than "
                     "the file can hold (a compression bomb?)"
@@ -52,7 +53,11 @@ class BoundedReader:
         return n
 
     def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all that is left for ``n < 0``), read 1 MiB at a time."""
+        """Up to ``n`` bytes (all that is left for ``n < 0``), read 64 KiB at a time."""
+        if 0 <= n <= _CHUNK and (self.limit is None or self.done + n <= self.limit):
+            data = self.stream.read(n)
+            self.done += len(data)
+            return data
         parts = []
         want = n if n >= 0 else float("inf")
         got = 0

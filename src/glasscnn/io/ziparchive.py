@@ -200,6 +200,10 @@ class Member:
         ):
             raise self.archive.error(info, "corrupt zip: bad local header")
         fields = _LOCAL_HEADER.unpack(header)
+        name = raw.read(fields[9])
+        if name != info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437",
+                                             "replace"):
+            raise self.archive.error(info, f"corrupt zip: the local header names {name!r:.100}")
         start = info.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10]
         if start + info.file_size > self.archive.size:
             raise self.archive.error(info, "its data runs past the end of the file (truncated?)")
