@@ -135,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
     except RunInterrupted as err:
         print(f"\nglasscnn train: {interrupted_message(err, out)}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        print("\nglasscnn train: interrupted before training started; this run wrote no "
+              "checkpoint", file=sys.stderr)
+        return 130
     except OSError as err:
         if isinstance(err, FileNotFoundError) or not err.strerror:
             raise
