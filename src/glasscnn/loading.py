@@ -13,6 +13,7 @@ checkpoint file and turns whatever a damaged file raises into ``CheckpointError`
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import struct
@@ -595,5 +596,6 @@ def attach(loaded: LoadedModel) -> Module:
     for key in ("preprocessing", "classes", "source", "classes_note"):
         object.__setattr__(net, key, getattr(loaded, key))
     if loaded.name and not getattr(net, "name", ""):
-        object.__setattr__(net, "name", loaded.name)
+        with contextlib.suppress(AttributeError):  # a read-only ``name`` keeps its own
+            object.__setattr__(net, "name", loaded.name)
     return net
