@@ -54,9 +54,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "resnet_cifar": {"data": "cifar10"},
 }
 """Preprocessing of a plain state_dict, by zoo model: every recipe resizes to the model's
-input with Lanczos and divides by 255; ``mean``/``std`` (seed-facts §2 and §4, ImageNet's
-for ``alexnet``) normalise after that; ``data`` is the data set the model is defined for,
-whose class names are assumed (and said to be) when the file names none and the count fits."""
+input with Lanczos and divides by 255; ``mean``/``std`` (the courses' (x − 0.5)/0.5,
+ImageNet's for ``alexnet``) normalise after that; ``data`` is the data set the model is
+defined for, whose class names are assumed (and said to be) when the file names none and
+the count fits."""
 
 _PICTURE_MODES = {1: "L", 3: "RGB"}
 MAX_INPUT_SIDE = 4096
