@@ -10,7 +10,7 @@ the checkpoint (``normalizer`` or ``mean_image`` array group) or given by the ca
 
 A plain state_dict file (``.npz``, ``.pth``/``.pt``, ``.safetensors``) carries no metadata:
 ``load_predictor(path, model_name=...)`` then takes the model's recipe from ``RECIPES``
-(seed-facts §1: ``alexnet_cifar33`` reads RGB 33×33 with Lanczos, /255, and names the
+(``alexnet_cifar33`` reads RGB 33×33 with Lanczos, /255, as its course lab, and names the
 CIFAR-10 classes; the result says when class names are such an assumption).
 """
 

@@ -13,6 +13,7 @@ checkpoint file and turns whatever a damaged file raises into ``CheckpointError`
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import struct
@@ -53,9 +54,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "resnet_cifar": {"data": "cifar10"},
 }
 """Preprocessing of a plain state_dict, by zoo model: every recipe resizes to the model's
-input with Lanczos and divides by 255; ``mean``/``std`` (seed-facts §2 and §4, ImageNet's
-for ``alexnet``) normalise after that; ``data`` is the data set the model is defined for,
-whose class names are assumed (and said to be) when the file names none and the count fits."""
+input with Lanczos and divides by 255; ``mean``/``std`` (the courses' (x − 0.5)/0.5,
+ImageNet's for ``alexnet``) normalise after that; ``data`` is the data set the model is
+defined for, whose class names are assumed (and said to be) when the file names none and
+the count fits."""
 
 _PICTURE_MODES = {1: "L", 3: "RGB"}
 MAX_INPUT_SIDE = 4096
@@ -595,5 +597,6 @@ def attach(loaded: LoadedModel) -> Module:
     for key in ("preprocessing", "classes", "source", "classes_note"):
         object.__setattr__(net, key, getattr(loaded, key))
     if loaded.name and not getattr(net, "name", ""):
-        object.__setattr__(net, "name", loaded.name)
+        with contextlib.suppress(AttributeError):  # a read-only ``name`` keeps its own
+            object.__setattr__(net, "name", loaded.name)
     return net

@@ -22,7 +22,7 @@ import numpy as np
 
 from glasscnn.checkpoint import atomic_write
 from glasscnn.data import Dataset
-from glasscnn.loading import read_checkpoint
+from glasscnn.loading import build_zoo_model, read_checkpoint
 from glasscnn.train.recipes import Recipe, Setup, prepare
 from glasscnn.train.trainer import Trainer
 
@@ -351,11 +351,14 @@ def evaluate_checkpoint(
         raise ValueError(f"{checkpoint}: the checkpoint names no data set; pass --data")
     if weights not in ("last", "best"):
         raise ValueError(f"evaluate: weights must be 'last' or 'best', got {weights!r}")
-    model = ckpt.build_model()
-    if weights == "best":
-        if "best" not in ckpt.groups:
-            raise ValueError(f"{checkpoint}: no best-validation weights (group 'best')")
-        model.load_state_dict(ckpt.groups["best"])
+    if not ckpt.meta.get("model"):
+        raise ValueError(f"{checkpoint}: the checkpoint names no zoo model to rebuild")
+    model = build_zoo_model(ckpt.meta["model"], ckpt.meta.get("model_kwargs", {}),
+                            str(checkpoint))
+    if weights == "best" and "best" not in ckpt.groups:
+        raise ValueError(f"{checkpoint}: no best-validation weights (group 'best')")
+    model.load_state_dict(ckpt.groups["best"] if weights == "best" else ckpt.state_dict)
+    model.eval()
     dataset = load(data, root, split)
     if limit is not None:
         dataset = dataset.subset(slice(0, int(limit)), split)

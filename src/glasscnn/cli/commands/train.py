@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, default="none",
                    help="learning-rate schedule (default none)")
     p.add_argument("--l2", type=float, default=0.0,
-                   help="L2 term 0.5*l2*sum(W^2) on weight tensors (the seed recipes' reg)")
+                   help="L2 term 0.5*l2*sum(W^2) on weight tensors (the course recipes' reg)")
     p.add_argument("--clip-norm", type=float, help="clip gradients to this global norm")
     p.add_argument("--normalize", choices=NORMALIZATIONS, default="channel",
                    help="channel: per-channel mean/std of the training split (default); "
@@ -134,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except RunInterrupted as err:
         print(f"\nglasscnn train: {interrupted_message(err, out)}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\nglasscnn train: interrupted before training started; this run wrote no "
+              "checkpoint", file=sys.stderr)
         return 130
     except OSError as err:
         if isinstance(err, FileNotFoundError) or not err.strerror:
