@@ -1,9 +1,15 @@
 """PyTorch-shaped modules: parameters, layers, containers, losses."""
 
 from glasscnn.nn.containers import ResidualBlock, Sequential
+from glasscnn.nn.hooks import (
+    RemovableHandle,
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+)
 from glasscnn.nn.init import manual_seed
 from glasscnn.nn.layers import (
     AdaptiveAvgPool2d,
+    Add,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
@@ -20,6 +26,7 @@ from glasscnn.nn.module import BackwardOrderError, Module, Parameter
 
 __all__ = [
     "AdaptiveAvgPool2d",
+    "Add",
     "AvgPool2d",
     "BackwardOrderError",
     "BatchNorm1d",
@@ -33,8 +40,11 @@ __all__ = [
     "Module",
     "Parameter",
     "ReLU",
+    "RemovableHandle",
     "ResidualBlock",
     "Sequential",
     "Sigmoid",
     "manual_seed",
+    "register_module_forward_hook",
+    "register_module_forward_pre_hook",
 ]
