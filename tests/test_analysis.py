@@ -234,29 +234,36 @@ def test_a_layer_needs_no_shape_rule():
 
 
 class HandWritten(nn.Module):
-    """A user's own network: layers in attributes and in a list, a forward written by hand."""
+    """A user's own network: layers in attributes and in a list, forward and backward by hand."""
 
     def __init__(self):
         super().__init__()
         self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.relu = nn.ReLU()
+        self.relu1 = nn.ReLU()
         self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
         self.add = nn.Add()
+        self.relu2 = nn.ReLU()
         self.head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)]  # not registered
 
     def forward(self, x):
-        h = self.relu(self.stem(x))
-        h = self.relu(self.add(self.body(h), h))
+        h = self.relu1(self.stem(x))
+        h = self.relu2(self.add(self.body(h), h))
         for layer in self.head:
             h = layer(h)
         return h
+
+    def backward(self, dout):
+        for layer in reversed(self.head):
+            dout = layer.backward(dout)
+        d_body, d_skip = self.add.backward(self.relu2.backward(dout))
+        return self.stem.backward(self.relu1.backward(self.body.backward(d_body) + d_skip))
 
 
 def test_any_module_with_a_hand_written_forward_is_analysed():
     nn.manual_seed(0)
     rep = analyze(HandWritten(), (3, 16, 16), batch_size=2)
     assert [r["name"] for r in rep.rows] == [
-        "stem", "relu", "body.0", "body.1", "add", "relu", "head.0", "head.1", "head.2"]
+        "stem", "relu1", "body.0", "body.1", "add", "relu2", "head.0", "head.1", "head.2"]
     rows = _rows(rep)
     assert rows["stem"]["macs"] == 2 * 8 * 16 * 16 * 3 * 9
     assert rows["add"]["type"] == "Add" and rows["add"]["flops"] == 2 * 8 * 16 * 16
@@ -269,6 +276,9 @@ def test_any_module_with_a_hand_written_forward_is_analysed():
     flat = analyze(seq, (3, 16, 16), batch_size=2)
     assert rep.totals["macs"] == flat.totals["macs"]
     assert rep.totals["flops"] == flat.totals["flops"] + 2 * 8 * 16 * 16
+    timed = _rows(analyze(HandWritten(), (3, 16, 16), measure=True, repeat=1))
+    assert timed["stem"]["fwd_ms"] > 0 and timed["head.2"]["bwd_ms"] > 0
+    assert timed["add"]["fwd_ms"] > 0
 
 
 def test_analysis_leaves_the_model_as_it_was(rng):

@@ -34,7 +34,7 @@ class _Tensor:
     ident: int
 
 
-def _label(call: Call) -> str:
+def label(call: Call) -> str:
     """The row name: the dotted path, or the type's name for a lone layer."""
     return call.name or type(call.module).__name__.lower()
 
@@ -104,10 +104,10 @@ def record_leaves(model: Module, input_shape: tuple[int, ...], dtype: Any
         try:
             if type(call.module) in RULES:
                 if call.input_shape is not None:
-                    _check_fits(_label(call), call.module, call.input_shape, input_shape)
+                    _check_fits(label(call), call.module, call.input_shape, input_shape)
             elif not _holds_modules(call.module):
                 raise UnsupportedLayerError(
-                    f"analyze: layer {_label(call)!r} of type {type(call.module).__name__} has "
+                    f"analyze: layer {label(call)!r} of type {type(call.module).__name__} has "
                     "no counting rule; register one with glasscnn.analysis.register_rule"
                 )
         except ValueError as err:
@@ -127,9 +127,9 @@ def record_leaves(model: Module, input_shape: tuple[int, ...], dtype: Any
             kind = type(call.module).__name__
             if isinstance(err, NotImplementedError):
                 raise UnsupportedLayerError(
-                    f"analyze: layer {_label(call)!r} of type {kind} does not implement "
+                    f"analyze: layer {label(call)!r} of type {kind} does not implement "
                     "forward") from None
-            raise ValueError(f"analyze: layer {_label(call)!r} ({kind}) rejects input of shape "
+            raise ValueError(f"analyze: layer {label(call)!r} ({kind}) rejects input of shape "
                              f"{call.input_shape}: {err}") from None
     leaves = []
     for call in rec.calls:
@@ -139,7 +139,7 @@ def record_leaves(model: Module, input_shape: tuple[int, ...], dtype: Any
             leaves.append(call)
         elif call.nested == 0:
             raise UnsupportedLayerError(
-                f"analyze: layer {_label(call)!r} of type {type(call.module).__name__} calls "
+                f"analyze: layer {label(call)!r} of type {type(call.module).__name__} calls "
                 "no layers and has no counting rule; register one with "
                 "glasscnn.analysis.register_rule")
     return x, leaves
@@ -197,7 +197,7 @@ def count_model(model: Module, input_shape: tuple[int, ...], opts: CountingOptio
         count = RULES[type(call.module)](call.module, ins[0].shape, out_shape, opts)
         out = _Tensor(out_shape, ins[0].ident) if count.view else rows.tensor(out_shape)
         rows.remember(call.output, out)
-        rows.add(_label(call), call.module, ins, out, count)
+        rows.add(label(call), call.module, ins, out, count)
     if opts.softmax and rows.rows:
         last = rows.steps[-1][1]
         n_out = last.shape[0]
