@@ -548,3 +548,23 @@ def test_plots_and_compare_use_the_zoo_names(tmp_path):
     paths = plots.plot_report(reps[1], tmp_path)
     assert paths[0].name == "lenet_bn_params.png"
     assert [r["model"] for r in compare_rows(reps)] == ["mnist_net", "lenet_bn"]
+
+
+def test_a_growing_windowed_layer_is_not_called_too_small():
+    """Only a layer whose own shape rule refuses the input is reported as collapsing."""
+    class Upsample(nn.Module):
+        kernel_size, stride, padding = (3, 3), (2, 2), (0, 0)
+
+        def forward(self, x):
+            return x.repeat(2, axis=2).repeat(2, axis=3)
+
+        def output_shape(self, input_shape):
+            n, c, h, w = input_shape
+            return (n, c, 2 * h, 2 * w)
+
+    register_rule(Upsample)(lambda layer, ins, outs, opts: LayerCount(kind="other"))
+    try:
+        rep = analyze(nn.Sequential(Upsample()), (2, 1, 1))
+        assert rep.rows[0]["output_shape"] == (1, 2, 2, 2)
+    finally:
+        del RULES[Upsample]

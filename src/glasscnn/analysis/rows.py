@@ -61,10 +61,18 @@ def _holds_modules(module: Module) -> bool:
 
 def _check_fits(name: str, module: Module, shape: tuple[int, ...],
                 model_input: tuple[int, ...]) -> None:
-    """Refuse, naming the layer, an input too small for a windowed layer's kernel."""
+    """Refuse, naming the layer, an input too small for a windowed layer's kernel (one
+    whose own shape rule refuses the input, and whose window formula leaves nothing)."""
     kernel = getattr(module, "kernel_size", None)
     if kernel is None or len(shape) != 4:
         return
+    try:
+        module.output_shape(tuple(shape))
+        return
+    except NotImplementedError:
+        return
+    except ValueError:
+        pass
     stride, padding = module.stride, module.padding
     dilation = getattr(module, "dilation", (1, 1))
     out = [conv_output_size(shape[2 + a], kernel[0 + a], stride[a], padding[a], dilation[a])
