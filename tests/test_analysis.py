@@ -18,6 +18,7 @@ from glasscnn.analysis import (
     LayerCount,
     UnsupportedLayerError,
     analyze,
+    compare_rows,
     compare_table,
     counting_options,
     register_rule,
@@ -186,12 +187,12 @@ def test_unknown_model_lists_known_ones():
 class Swish(nn.Module):
     """A layer the analysis has no rule for."""
 
-    def output_shape(self, input_shape):
-        return tuple(input_shape)
+    def forward(self, x):
+        return x / (1 + np.exp(-x))
 
 
 class Pair(nn.Module):
-    """A container the analysis cannot walk."""
+    """A container without a forward."""
 
     def __init__(self):
         super().__init__()
@@ -203,7 +204,7 @@ def test_layer_without_rule_is_an_error_never_a_zero():
     net = nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 2, 3), act=Swish()))
     with pytest.raises(UnsupportedLayerError, match=r"'act' of type Swish has no counting rule"):
         analyze(net, (1, 8, 8))
-    with pytest.raises(UnsupportedLayerError, match="container 'p' of type Pair"):
+    with pytest.raises(UnsupportedLayerError, match="'p' of type Pair does not implement forward"):
         analyze(nn.Sequential(OrderedDict(p=Pair())), (1, 8, 8))
 
     @register_rule(Swish)
@@ -217,16 +218,107 @@ def test_layer_without_rule_is_an_error_never_a_zero():
         del RULES[Swish]
 
 
-def test_layer_without_shape_rule_is_named():
-    class NoShape(nn.Module):
-        pass
+def test_a_layer_needs_no_shape_rule():
+    """Shapes come from the recorded pass: a layer without output_shape is counted."""
+    class Half(nn.Module):
+        def forward(self, x):
+            return x[:, : x.shape[1] // 2]
 
-    register_rule(NoShape)(lambda layer, ins, outs, opts: LayerCount(kind="other"))
+    register_rule(Half)(lambda layer, ins, outs, opts: LayerCount(kind="other"))
     try:
-        with pytest.raises(UnsupportedLayerError, match="'x' of type NoShape has no shape rule"):
-            analyze(nn.Sequential(OrderedDict(x=NoShape())), (4,))
+        rep = analyze(nn.Sequential(OrderedDict(x=Half(), fc=nn.Linear(2, 3))), (4,))
+        assert [(r["name"], r["output_shape"]) for r in rep.rows] == [("x", (1, 2)),
+                                                                      ("fc", (1, 3))]
     finally:
-        del RULES[NoShape]
+        del RULES[Half]
+
+
+class HandWritten(nn.Module):
+    """A user's own network: layers in attributes and in a list, forward and backward by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.add = nn.Add()
+        self.relu2 = nn.ReLU()
+        self.head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)]  # not registered
+
+    def forward(self, x):
+        h = self.relu1(self.stem(x))
+        h = self.relu2(self.add(self.body(h), h))
+        for layer in self.head:
+            h = layer(h)
+        return h
+
+    def backward(self, dout):
+        for layer in reversed(self.head):
+            dout = layer.backward(dout)
+        d_body, d_skip = self.add.backward(self.relu2.backward(dout))
+        return self.stem.backward(self.relu1.backward(self.body.backward(d_body) + d_skip))
+
+
+def test_any_module_with_a_hand_written_forward_is_analysed():
+    nn.manual_seed(0)
+    rep = analyze(HandWritten(), (3, 16, 16), batch_size=2)
+    assert [r["name"] for r in rep.rows] == [
+        "stem", "relu1", "body.0", "body.1", "add", "relu2", "head.0", "head.1", "head.2"]
+    rows = _rows(rep)
+    assert rows["stem"]["macs"] == 2 * 8 * 16 * 16 * 3 * 9
+    assert rows["add"]["type"] == "Add" and rows["add"]["flops"] == 2 * 8 * 16 * 16
+    assert rows["head.2"]["output_shape"] == (2, 10)
+    assert rep.name == "HandWritten"
+    # the same layers in a Sequential count the same, except for the add
+    seq = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(8, 10))
+    flat = analyze(seq, (3, 16, 16), batch_size=2)
+    assert rep.totals["macs"] == flat.totals["macs"]
+    assert rep.totals["flops"] == flat.totals["flops"] + 2 * 8 * 16 * 16
+    timed = _rows(analyze(HandWritten(), (3, 16, 16), measure=True, repeat=1))
+    assert timed["stem"]["fwd_ms"] > 0 and timed["head.2"]["bwd_ms"] > 0
+    assert timed["add"]["fwd_ms"] > 0
+
+
+def test_analysis_leaves_the_model_as_it_was(rng):
+    net = models.resnet_cifar(8)
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    out = net(x)  # training mode: a backward is now due
+    before = {k: v.copy() for k, v in net.state_dict().items()}
+    analyze(net)
+    assert all(m.training for m in net.modules())
+    assert all(np.array_equal(before[k], v) for k, v in net.state_dict().items())
+    dx = net.backward(np.ones_like(out))  # the caches of the user's own forward were kept
+    assert dx.shape == x.shape
+
+
+@pytest.mark.parametrize(("model", "shape", "batch", "first_out"), [
+    (lambda: nn.Conv2d(3, 28, 3, padding=1), (3, 15, 15), 1, (1, 28, 15, 15)),
+    (lambda: nn.Conv2d(3, 28, 3, padding=1), (4, 3, 15, 15), 4, (4, 28, 15, 15)),
+    (lambda: nn.Linear(5, 3), (5,), 1, (1, 3)),
+    (lambda: nn.Linear(5, 3), (6, 5), 6, (6, 3)),
+    (lambda: models.get("lenet_bn"), (3, 32, 32), 1, (1, 6, 28, 28)),
+    (lambda: models.get("lenet_bn"), (8, 3, 32, 32), 8, (8, 6, 28, 28)),
+    (lambda: models.get("lenet_bn"), None, 1, (1, 6, 28, 28)),
+])
+def test_input_shape_with_or_without_the_batch_axis(model, shape, batch, first_out):
+    rep = analyze(model(), shape)
+    assert rep.batch_size == batch
+    assert rep.rows[0]["output_shape"] == first_out
+
+
+def test_batch_axis_and_batch_size_must_agree():
+    with pytest.raises(ValueError, match=r"batch axis 4 .* batch_size=8"):
+        analyze(nn.Linear(5, 3), (4, 5), batch_size=8)
+    assert analyze(nn.Linear(5, 3), (4, 5), batch_size=4).batch_size == 4
+
+
+def test_zoo_models_keep_their_names():
+    assert analyze(models.get("lenet_bn"), (3, 32, 32)).name == "lenet_bn"
+    assert analyze(models.mnist_net()).name == "mnist_net"
+    assert analyze("vgg_cifar").name == "vgg_cifar"
+    assert analyze(models.get("lenet_bn"), name="mine").name == "mine"
 
 
 def test_counting_option_specs():
@@ -434,3 +526,45 @@ def test_cli_machine(capsys, tmp_path, monkeypatch):
     assert main(["machine"]) == 0
     out = capsys.readouterr().out
     assert "GFLOP/s" in out and "GB/s" in out and "cached" in out
+
+
+def test_report_display_text_and_html():
+    rep = analyze(models.get("mnist_net"), batch_size=2)
+    assert repr(rep) == ("<Report mnist_net, input 1x28x28, batch 2, float32: 10 layers, "
+                         "104,090 parameters, 0.68 M MACs, 1.38 M FLOPs>")
+    html = rep._repr_html_()
+    assert html.startswith("<div><strong>mnist_net, input 1x28x28, batch 2, float32</strong>")
+    assert "<th style=\"text-align:right\">MACs</th>" in html
+    assert ">conv1<" in html and ">676,224<" in html  # the MAC total, in the bold total row
+    assert "counting: FLOPs = 2×MACs" in html
+    assert str(rep) == rep.table()
+
+
+def test_plots_and_compare_use_the_zoo_names(tmp_path):
+    pytest.importorskip("matplotlib")
+    from glasscnn.analysis import plots
+
+    reps = [analyze(models.get(n)) for n in ("mnist_net", "lenet_bn")]
+    paths = plots.plot_report(reps[1], tmp_path)
+    assert paths[0].name == "lenet_bn_params.png"
+    assert [r["model"] for r in compare_rows(reps)] == ["mnist_net", "lenet_bn"]
+
+
+def test_a_growing_windowed_layer_is_not_called_too_small():
+    """Only a layer whose own shape rule refuses the input is reported as collapsing."""
+    class Upsample(nn.Module):
+        kernel_size, stride, padding = (3, 3), (2, 2), (0, 0)
+
+        def forward(self, x):
+            return x.repeat(2, axis=2).repeat(2, axis=3)
+
+        def output_shape(self, input_shape):
+            n, c, h, w = input_shape
+            return (n, c, 2 * h, 2 * w)
+
+    register_rule(Upsample)(lambda layer, ins, outs, opts: LayerCount(kind="other"))
+    try:
+        rep = analyze(nn.Sequential(Upsample()), (2, 1, 1))
+        assert rep.rows[0]["output_shape"] == (1, 2, 2, 2)
+    finally:
+        del RULES[Upsample]

@@ -168,3 +168,20 @@ def test_check_module_restores_buffers(rng):
     assert check_module(bn, rng.standard_normal((3, 2, 2, 2))).passed
     after = bn.state_dict()
     assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_every_subpackage_is_reachable_after_import_glasscnn():
+    """``import glasscnn`` then ``glasscnn.gradcheck`` (and the others), in a fresh process."""
+    import subprocess
+    import sys
+
+    code = ("import glasscnn\n"
+            "assert callable(glasscnn.gradcheck.check_module)\n"
+            "assert callable(glasscnn.analysis.analyze)\n"
+            "assert glasscnn.nn.Conv2d and glasscnn.optim and glasscnn.kernels\n"
+            "assert glasscnn.train and glasscnn.io and glasscnn.data and glasscnn.models\n"
+            "assert set(glasscnn.SUBPACKAGES) <= set(dir(glasscnn))\n"
+            "try:\n    glasscnn.nonsense\nexcept AttributeError as e:\n"
+            "    assert 'nonsense' in str(e)\nelse:\n    raise SystemExit(1)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -81,3 +81,19 @@ def test_logits_match_torch_twin(name, torch, rng):
     scale = np.abs(ref).max()
     assert np.abs(ours - ref).max() <= 1e-4 * scale
     np.testing.assert_array_equal(ours.argmax(1), ref.argmax(1))
+
+
+@pytest.mark.parametrize("name", [*SMALL, "alexnet"])
+def test_zoo_models_carry_their_name_and_input_shape(name):
+    net = models.get(name)
+    assert net.name == name
+    assert net.input_shape == models.default_input_shape(name)
+    small = models.get(name, in_channels=1, input_size=(36, 40)) if name != "alexnet" else None
+    if small is not None:
+        assert small.name == name and small.input_shape == (1, 36, 40)
+
+
+def test_builders_called_directly_are_named_too():
+    assert models.resnet_cifar(8, input_size=24).name == "resnet_cifar"
+    assert models.resnet_cifar(8, input_size=24).input_shape == (3, 24, 24)
+    assert models.lenet_bn.__name__ == "lenet_bn" and "LeNet" in models.lenet_bn.__doc__

@@ -491,6 +491,7 @@ def test_load_state_dict_refuses_non_real_arrays_and_copies_nothing(bad):
 # every Module class glasscnn.nn exports (containers included): a builder and an input shape
 INTEGER_CASES = {
     "AdaptiveAvgPool2d": (lambda d: nn.AdaptiveAvgPool2d((2, 3)), (2, 3, 5, 7)),
+    "Add": (lambda d: nn.Add(), [(2, 3, 4), (2, 3, 4)]),
     "AvgPool2d": (lambda d: nn.AvgPool2d(2, 1, padding=1), (2, 3, 5, 4)),
     "BatchNorm1d": (lambda d: nn.BatchNorm1d(5, dtype=d), (4, 5)),
     "BatchNorm2d": (lambda d: nn.BatchNorm2d(3, dtype=d), (2, 3, 4, 5)),
@@ -531,15 +532,17 @@ def test_integer_input_computes_in_floating_point(name, int_dtype, impl, dtype, 
                 m.impl = impl
         layers.append(layer)
     high = 2 if int_dtype is np.bool_ else 256
-    x = rng.integers(0, high, shape).astype(int_dtype)
+    shapes = shape if isinstance(shape, list) else [shape]  # Add takes two inputs
+    xs = [rng.integers(0, high, s).astype(int_dtype) for s in shapes]
     # layers without parameters compute in float32
     float_dtype = dtype if layers[0].parameters() else np.float32
-    out = layers[0](x)
-    expected = layers[1](x.astype(float_dtype))
+    out = layers[0](*xs)
+    expected = layers[1](*(x.astype(float_dtype) for x in xs))
     assert out.dtype == float_dtype
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
-    dx = layers[0].backward(np.ones_like(out))
-    assert dx.dtype == float_dtype and dx.shape == shape
+    grads = layers[0].backward(np.ones_like(out))
+    for dx, s in zip(grads if isinstance(grads, tuple) else [grads], shapes, strict=True):
+        assert dx.dtype == float_dtype and dx.shape == s
 
 
 @pytest.mark.parametrize("bad", [np.ones((2, 3), np.complex64), np.full((2, 3), "a"),
@@ -547,3 +550,74 @@ def test_integer_input_computes_in_floating_point(name, int_dtype, impl, dtype, 
 def test_non_real_input_is_refused_naming_the_layer(bad):
     with pytest.raises(ValueError, match="Linear: expected an array of real numbers, got dtype"):
         nn.Linear(3, 2)(bad)
+
+
+def test_parameter_numel_dtype_size_as_pytorch(torch):
+    p = nn.Parameter(np.zeros((4, 3, 5, 2), np.float32))
+    t = torch.nn.Parameter(torch.zeros(4, 3, 5, 2))
+    assert p.numel() == t.numel() == 120
+    assert p.size() == tuple(t.size()) == (4, 3, 5, 2)
+    assert p.size(1) == t.size(1) == 3 and p.size(-1) == t.size(-1) == 2
+    assert p.dtype == np.float32 and p.ndim == 4
+    with pytest.raises(ValueError, match=r"Parameter.size: dim must be in \[-4, 4\), got 4"):
+        p.size(4)
+    net = nn.Sequential(nn.Conv2d(3, 28, 3, padding=1), nn.ReLU())
+    assert sum(q.numel() for q in net.parameters()) == 784  # seed-facts §5
+
+
+def test_modules_named_modules_children_as_pytorch(torch):
+    net = nn.Sequential(OrderedDict(
+        features=nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()),
+        flatten=nn.Flatten(),
+        fc=nn.Linear(4, 2),
+    ))
+    twin = to_torch(net, torch)
+    assert [n for n, _ in net.named_modules()] == [n for n, _ in twin.named_modules()]
+    assert [type(m).__name__ for m in net.modules()] == [type(m).__name__
+                                                         for m in twin.modules()]
+    assert [type(m).__name__ for m in net.children()] == [type(m).__name__
+                                                          for m in twin.children()]
+    assert next(iter(net.modules())) is net
+
+
+def test_forward_hooks_see_every_layer_and_can_be_removed(rng):
+    net = _conv_relu_net(True)
+    seen = []
+    handle = net[1].register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    x = rng.standard_normal((2, 3, 8, 8))
+    net(x)
+    assert seen == [(2, 8, 8, 8)] and "relu_out" not in net[0]._cache  # not fused away
+    handle.remove()
+    net(x)
+    assert len(seen) == 1 and "relu_out" in net[0]._cache
+    calls = []
+    with nn.register_module_forward_pre_hook(lambda m, args: calls.append(type(m).__name__)):
+        net(x)
+    assert calls == ["Sequential", "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "Flatten",
+                     "Linear", "ReLU"]
+    with nn.register_module_forward_hook(lambda m, args, out: out * 0 if m is net else None):
+        assert not net(x).any()  # a hook's return value replaces the output
+    assert net(x).any()
+
+
+def test_module_display_in_a_notebook():
+    from glasscnn import models
+
+    html = models.get("lenet_bn")._repr_html_()
+    assert "<strong>lenet_bn, input 3x32x32</strong>" in html
+    assert "<td style=\"text-align:left\">6x28x28</td>" in html  # conv1's output shape
+    assert "62,458 parameters" in html
+    text = repr(models.get("mnist_net"))
+    assert text.startswith("Sequential(\n  (conv1): Conv2d(1, 4, kernel_size=(5, 5)")
+    plain = nn.Sequential(nn.Linear(3, 2))._repr_html_()
+    assert "set .input_shape" in plain and "8 parameters" in plain
+
+
+def test_add_layer_forward_backward(rng):
+    add = nn.Add()
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    np.testing.assert_array_equal(add(a, b), a + b)
+    dout = rng.standard_normal((2, 3))
+    da, db = add.backward(dout)
+    np.testing.assert_array_equal(da, dout)
+    np.testing.assert_array_equal(db, dout)

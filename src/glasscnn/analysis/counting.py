@@ -1,23 +1,23 @@
 """Per-layer counting rules: parameters, MACs, FLOPs, memory and traffic, from shapes alone.
 
-Every leaf layer type has one rule in ``RULES`` (keyed by the exact type); containers are
-walked by the functions in ``CONTAINERS``. A layer type with neither raises
-``UnsupportedLayerError`` naming it: nothing is ever counted as a silent zero. The policy
-(what FLOPs include besides 2 × MACs) is a ``CountingOptions``; see docs/analysis.md.
+Every layer type that computes has one rule in ``RULES`` (keyed by the exact type); a layer
+without one raises ``UnsupportedLayerError`` naming it: nothing is ever counted as a silent
+zero. Which layers run, in which order and on which shapes is recorded from a forward pass
+(``glasscnn.analysis.rows``), so containers need no rules. The policy (what FLOPs include
+besides 2 × MACs) is a ``CountingOptions``; see docs/analysis.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
-from glasscnn.kernels import conv_output_size
-from glasscnn.models.resnet import BasicBlock, Bottleneck
 from glasscnn.nn import (
     AdaptiveAvgPool2d,
+    Add,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
@@ -28,8 +28,6 @@ from glasscnn.nn import (
     MaxPool2d,
     Module,
     ReLU,
-    ResidualBlock,
-    Sequential,
     Sigmoid,
     Tanh,
 )
@@ -49,9 +47,10 @@ class CountingOptions:
         bias: +1 FLOP per output value of a layer with a bias (conv, fc).
         activations: ReLU 1 FLOP per value; Sigmoid 4 (negate, exp, add, divide).
         pooling: max/avg pooling counted as one op per window element, per output value
-            (seed-facts §1); adaptive pooling as one op per element of its bin.
+            (the convention of the CIFAR AlexNet-like network's published complexity
+            report); adaptive pooling as one op per element of its bin.
         norm: batch norm at inference, 2 FLOPs per value (folded scale and shift).
-        add: the residual add of a ``ResidualBlock``, 1 FLOP per value.
+        add: an ``Add`` layer (the residual add of a ``ResidualBlock``), 1 FLOP per value.
         softmax: add a ``softmax`` row on the logits: 5n − 2 FLOPs per sample of n logits
             (max, subtract, exp, sum, divide).
         assume_bias: layer kinds (``"conv"``, ``"fc"``) whose missing bias is counted as if
@@ -93,9 +92,10 @@ def counting_options(spec: str | CountingOptions | None = None, **overrides: Any
 
     Args:
         spec: a ``CountingOptions``, a preset name (``"default"``, ``"seed"``: the policy of
-            seed-facts §1's report, ``"macs"``: FLOPs = 2 × MACs only), or a preset followed
-            by comma-separated ``key=value`` overrides (``"seed,bias=1"``,
-            ``"activations=0,assume_bias=conv+fc"``). None means ``"default"``.
+            the CIFAR AlexNet-like network's published complexity report, ``"macs"``:
+            FLOPs = 2 × MACs only), or a preset followed by comma-separated ``key=value``
+            overrides (``"seed,bias=1"``, ``"activations=0,assume_bias=conv+fc"``). None
+            means ``"default"``.
         **overrides: fields of ``CountingOptions``.
 
     Returns:
@@ -324,199 +324,8 @@ register_rule(BatchNorm1d)(_batch_norm)
 register_rule(BatchNorm2d)(_batch_norm)
 
 
-@dataclass
-class _Tensor:
-    """An activation during the walk: its shape and an identity shared by views."""
-
-    shape: tuple[int, ...]
-    ident: int
-
-
-@dataclass
-class Walk:
-    """State of one walk over a model: the rows so far and what is live or saved."""
-
-    opts: CountingOptions
-    itemsize: int
-    input_shape: tuple[int, ...]
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    held: int = 0
-    saved: set[int] = field(default_factory=set)
-    next_ident: int = 0
-
-    def new_tensor(self, shape: tuple[int, ...]) -> _Tensor:
-        """A fresh activation of ``shape``."""
-        self.next_ident += 1
-        return _Tensor(tuple(shape), self.next_ident)
-
-    def visit(self, name: str, module: Module, x: _Tensor) -> _Tensor:
-        """Add the rows of ``module`` (a leaf or a container) for input ``x``; return its output."""
-        walker = CONTAINERS.get(type(module))
-        if walker is not None:
-            return walker(self, name, module, x)
-        rule = RULES.get(type(module))
-        if rule is None:
-            if module._modules:
-                raise UnsupportedLayerError(
-                    f"analyze: container {name or '<root>'!r} of type {type(module).__name__} "
-                    "has no walking rule (only Sequential and ResidualBlock are known); "
-                    "register one in glasscnn.analysis.counting.CONTAINERS"
-                )
-            raise UnsupportedLayerError(
-                f"analyze: layer {name!r} of type {type(module).__name__} has no counting rule; "
-                "register one with glasscnn.analysis.register_rule"
-            )
-        out_shape = _output_shape(name, module, x.shape, self.input_shape)
-        count = rule(module, x.shape, out_shape, self.opts)
-        out = _Tensor(out_shape, x.ident) if count.view else self.new_tensor(out_shape)
-        self.add_row(name, module, x, out, count)
-        return out
-
-    def add_row(self, name: str, module: Module | None, x: _Tensor, out: _Tensor,
-                count: LayerCount, type_name: str | None = None) -> None:
-        """Append the row of one layer (``module`` None for a virtual layer such as an add)."""
-        params = dict(module._parameters) if module is not None else {}
-        buffers = dict(module._buffers) if module is not None else {}
-        biases = sum(p.data.size for k, p in params.items() if k == "bias" and p is not None)
-        weights = sum(p.data.size for k, p in params.items() if k != "bias" and p is not None)
-        biases += count.assumed_biases
-        buffer_values = sum(int(np.size(b)) for b in buffers.values())
-        weight_bytes = (sum(p.data.nbytes for p in params.values() if p is not None)
-                        + count.assumed_biases * self.itemsize
-                        + sum(np.asarray(b).nbytes for b in buffers.values()))
-        in_values, out_values = _numel(x.shape), _numel(out.shape)
-        act_bytes = 0 if count.view else out_values * self.itemsize
-        moved = 0 if count.view else in_values + count.reads + weights + out_values
-        flops = 2 * count.macs + count.extra_flops
-        saved = count.saved_own * self.itemsize
-        for tensor, tag in ((x, "input"), (out, "output")):
-            if tag in count.saves and tensor.ident not in self.saved:
-                self.saved.add(tensor.ident)
-                saved += _numel(tensor.shape) * self.itemsize
-        live = self.held + in_values * self.itemsize + count.reads * self.itemsize + act_bytes
-        self.rows.append({
-            "name": name, "type": type_name or type(module).__name__, "kind": count.kind,
-            "input_shape": x.shape, "output_shape": out.shape,
-            "params": weights + biases, "weights": weights, "biases": biases,
-            "buffers": buffer_values, "trainable": weights + biases > 0,
-            "macs": count.macs, "macs_effective": count.macs_effective, "flops": flops,
-            "activation_bytes": act_bytes, "weight_bytes": weight_bytes,
-            "values_moved": moved,
-            "intensity": count.macs / moved if moved else 0.0,
-            "flops_per_byte": flops / (moved * self.itemsize) if moved else 0.0,
-            "live_bytes": live, "saved_bytes": saved,
-        })
-
-
-def _output_shape(name: str, module: Module, shape: tuple[int, ...],
-                  model_input: tuple[int, ...]) -> tuple[int, ...]:
-    """``module.output_shape(shape)``, with errors that name the layer and where it collapses."""
-    kind = type(module).__name__
-    kernel = getattr(module, "kernel_size", None)
-    if kernel is not None and len(shape) == 4:
-        stride, padding = module.stride, module.padding
-        dilation = getattr(module, "dilation", (1, 1))
-        out = [conv_output_size(shape[2 + a], kernel[a], stride[a], padding[a], dilation[a])
-               for a in (0, 1)]
-        if min(out) <= 0:
-            raise ValueError(
-                f"analyze: input {'x'.join(map(str, model_input[1:]))} is too small: it "
-                f"collapses at layer {name!r} ({kind}, "
-                f"kernel {kernel[0]}x{kernel[1]}, stride {stride[0]}x{stride[1]}, padding "
-                f"{padding[0]}x{padding[1]}), which receives "
-                f"{'x'.join(map(str, shape[1:]))} and would output {out[0]}x{out[1]}"
-            )
-    try:
-        return tuple(int(d) for d in module.output_shape(tuple(shape)))
-    except NotImplementedError:
-        raise UnsupportedLayerError(
-            f"analyze: layer {name!r} of type {kind} has no shape rule (output_shape)"
-        ) from None
-    except ValueError as err:
-        raise ValueError(f"analyze: layer {name!r} ({kind}) rejects input shape "
-                         f"{tuple(shape)}: {err}") from None
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def _walk_sequential(walk: Walk, name: str, module: Sequential, x: _Tensor) -> _Tensor:
-    for child_name, child in module.named_children():
-        x = walk.visit(_join(name, child_name), child, x)
-    return x
-
-
-def _walk_residual(walk: Walk, name: str, block: ResidualBlock, x: _Tensor) -> _Tensor:
-    """A ``ResidualBlock``: its main path, ``shortcut`` and ``relu2`` as residual parts."""
-    main = [(n, m) for n, m in block._modules.items() if n not in ("shortcut", "relu2")]
-    shortcut = ("shortcut", block.shortcut) if "shortcut" in block._modules else None
-    return _walk_parts(walk, name, (main, shortcut, ("relu2", block.relu2)), x)
-
-
-def _walk_block(walk: Walk, name: str, block: Module, x: _Tensor) -> _Tensor:
-    """A block that names its parts itself (``residual_parts()``: torchvision's ResNet)."""
-    return _walk_parts(walk, name, block.residual_parts(), x)
-
-
-def _walk_parts(walk: Walk, name: str, parts: tuple[Any, Any, Any], x: _Tensor) -> _Tensor:
-    """Residual ``parts`` (main path, shortcut or None, activation after the add, as
-    (name, module) pairs): main path (x held for the shortcut), shortcut (main output
-    held), add, activation."""
-    main, shortcut, (act_name, act) = parts
-    x_bytes = _numel(x.shape) * walk.itemsize
-    walk.held += x_bytes
-    h = x
-    for child_name, child in main:
-        h = walk.visit(_join(name, child_name), child, h)
-    walk.held -= x_bytes
-    s = x
-    if shortcut is not None:
-        h_bytes = _numel(h.shape) * walk.itemsize
-        walk.held += h_bytes
-        s = walk.visit(_join(name, shortcut[0]), shortcut[1], x)
-        walk.held -= h_bytes
-    if s.shape != h.shape:
-        raise ValueError(f"analyze: residual block {name!r}: main path gives {h.shape} but "
-                         f"the shortcut gives {s.shape}")
-    y = walk.new_tensor(h.shape)
-    add = LayerCount(kind="add", extra_flops=_numel(h.shape) if walk.opts.add else 0,
-                     reads=_numel(s.shape))
-    walk.add_row(_join(name, "add"), None, h, y, add, type_name="Add")
-    return walk.visit(_join(name, act_name), act, y)
-
-
-CONTAINERS: dict[type, Callable[[Walk, str, Any, _Tensor], _Tensor]] = {
-    Sequential: _walk_sequential,
-    ResidualBlock: _walk_residual,
-    BasicBlock: _walk_block,
-    Bottleneck: _walk_block,
-}
-
-
-def count_model(model: Module, input_shape: tuple[int, ...], opts: CountingOptions,
-                itemsize: int) -> tuple[list[dict[str, Any]], int]:
-    """Walk ``model`` for an input of ``input_shape`` (batch axis included).
-
-    Args:
-        model: a ``Module`` built from layers with rules and known containers.
-        input_shape: e.g. (N, C, H, W).
-        opts: the counting policy.
-        itemsize: bytes per activation and per assumed bias value.
-
-    Returns:
-        (rows, peak live bytes during inference): one dict per leaf layer (plus ``add`` rows
-        of residual blocks and the optional ``softmax`` row).
-    """
-    walk = Walk(opts, itemsize, tuple(input_shape))
-    x = walk.new_tensor(tuple(input_shape))
-    root = "" if type(model) in CONTAINERS or model._modules else type(model).__name__.lower()
-    out = walk.visit(root, model, x)
-    if opts.softmax:
-        n = out.shape[0]
-        classes = _numel(out.shape) // n
-        soft = LayerCount(kind="act", extra_flops=n * (5 * classes - 2), saves=("output",))
-        walk.add_row("softmax", None, out, walk.new_tensor(out.shape), soft,
-                     type_name="Softmax")
-    peak = max([_numel(input_shape) * itemsize] + [r["live_bytes"] for r in walk.rows])
-    return walk.rows, peak
+@register_rule(Add)
+def _add(layer: Add, ins: tuple[int, ...], outs: tuple[int, ...],
+         opts: CountingOptions) -> LayerCount:
+    return LayerCount(kind="add", extra_flops=_numel(outs) if opts.add else 0,
+                      reads=_numel(ins))

@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from glasscnn.nn import Module, ResidualBlock
+from glasscnn.analysis.rows import label, record_leaves
+from glasscnn.nn import Module
 
 
-def _timed(fn: Callable[[Any], Any], name: str, store: dict[str, float]) -> Callable[[Any], Any]:
-    def timed(arg: Any) -> Any:
+def _timed(fn: Callable[..., Any], name: str, store: dict[str, float]) -> Callable[..., Any]:
+    def timed(*args: Any) -> Any:
         start = time.perf_counter()
-        out = fn(arg)
+        out = fn(*args)
         store[name] += time.perf_counter() - start
         return out
     return timed
@@ -51,9 +52,9 @@ def time_layers(
     """Time each leaf layer's forward and backward over ``repeat`` steps (fastest per layer).
 
     The model runs its own kernels on random input of ``input_shape`` and a random upstream
-    gradient. Leaf names are dotted as in ``named_modules``; a ``ResidualBlock``'s add (and
-    its bookkeeping) is reported as ``<block>.add`` = block time − its layers' times. The
-    model's modes, buffers, gradients and dropout generators are restored afterwards.
+    gradient. The layers timed are those ``analyze`` counts (found by recording a pass),
+    named as its rows (``layer2.0.conv1``, ``layer2.0.add``). The model's modes, buffers,
+    gradients and dropout generators are restored afterwards.
 
     Args:
         model: the network.
@@ -70,10 +71,10 @@ def time_layers(
         raise ValueError(f"time_layers: repeat must be positive, got {repeat}")
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(input_shape).astype(dtype)
-    named = list(model.named_modules())
-    root = "" if model._modules else type(model).__name__.lower()
-    timed_modules = [(name or root, m) for name, m in named
-                     if not m._modules or isinstance(m, ResidualBlock)]
+    timed_modules: list[tuple[str, Module]] = []
+    for call in record_leaves(model, (1, *input_shape[1:]), dtype)[1]:
+        if all(m is not call.module for _, m in timed_modules):
+            timed_modules.append((label(call), call.module))
     fwd: dict[str, float] = defaultdict(float)
     bwd: dict[str, float] = defaultdict(float)
     snap = _snapshot(model)
@@ -99,13 +100,5 @@ def time_layers(
             m.__dict__.pop("forward", None)
             m.__dict__.pop("backward", None)
         _restore(snap)
-    result = {n: {k: min(r[n][k] for r in runs) for k in ("forward", "backward")}
-              for n, _ in timed_modules}
-    for name, m in timed_modules:
-        if isinstance(m, ResidualBlock):
-            block = result.pop(name)
-            inner = [v for n, v in result.items() if n.startswith(name + ".")]
-            result[f"{name}.add"] = {
-                k: max(0.0, block[k] - sum(v[k] for v in inner)) for k in ("forward", "backward")
-            }
-    return result
+    return {n: {k: min(r[n][k] for r in runs) for k in ("forward", "backward")}
+            for n, _ in timed_modules}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -39,7 +40,7 @@ def bytes_text(nbytes: float) -> str:
     return f"{nbytes / MB:,.2f} MB ({nbytes / MIB:,.2f} MiB)"
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     """What ``analyze`` found for one model, input shape and counting policy.
 
@@ -73,6 +74,11 @@ class Report:
     by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory: dict[str, int] = field(default_factory=dict)
     machine: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        """The model's name (the same as ``model``)."""
+        return self.model
 
     @property
     def batch_size(self) -> int:
@@ -226,6 +232,31 @@ class Report:
 
     def __str__(self) -> str:
         return self.table()
+
+    def __repr__(self) -> str:
+        t = self.totals
+        return (f"<Report {self.title()}: {len(self.rows)} layers, {_int(t['params'])} "
+                f"parameters, {t['macs'] / 1e6:,.2f} M MACs, {t['flops'] / 1e6:,.2f} M FLOPs>")
+
+    def _repr_html_(self) -> str:
+        """The per-layer table and the summary as HTML (what a notebook shows)."""
+        cols = self._columns()
+        cols.insert(2, ("input", "<", lambda r: shape_text(r["input_shape"])))
+        esc = html.escape
+
+        def cells(row: dict[str, Any], tag: str) -> str:
+            return "".join(f'<{tag} style="text-align:{"left" if a == "<" else "right"}">'
+                           f"{esc(fmt(row))}</{tag}>" for _, a, fmt in cols)
+
+        head = "".join(f'<th style="text-align:{"left" if a == "<" else "right"}">{esc(h)}'
+                       "</th>" for h, a, _ in cols)
+        total = {**self._total_row(), "input_shape": self.input_shape}
+        body = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in self.rows)
+        summary = "".join(f"<li>{esc(line)}</li>" for line in self._summary_lines())
+        return (f"<div><strong>{esc(self.title())}</strong>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}"
+                f"<tr style=\"font-weight:bold\">{cells(total, 'td')}</tr></tbody></table>"
+                f"<ul>{summary}</ul></div>")
 
     def to_markdown(self) -> str:
         """The per-layer table (with input shapes) and the summary as GitHub markdown."""

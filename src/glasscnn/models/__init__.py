@@ -32,11 +32,11 @@ from glasscnn.models.zoo import (
 from glasscnn.nn import Sequential
 
 REGISTRY: dict[str, tuple[Callable[..., Sequential], tuple[int, int, int], str]] = {
-    "alexnet_cifar33": (alexnet_cifar33, (3, 33, 33), "CIFAR AlexNet-like, no biases (§1)"),
-    "mnist_net": (mnist_net, (1, 28, 28), "MNIST loop-nest network (§2)"),
-    "three_layer_convnet": (three_layer_convnet, (3, 32, 32), "conv-relu-pool-fc-relu-fc (§4)"),
-    "lenet_bn": (lenet_bn, (3, 32, 32), "LeNet with batch norm and dropout (§4)"),
-    "vgg_cifar": (vgg_cifar, (3, 32, 32), "VGG-ish, 10 convs + adaptive pool (§4)"),
+    "alexnet_cifar33": (alexnet_cifar33, (3, 33, 33), "CIFAR AlexNet-like network, no biases"),
+    "mnist_net": (mnist_net, (1, 28, 28), "MNIST network of the loop-nest lab"),
+    "three_layer_convnet": (three_layer_convnet, (3, 32, 32), "conv-relu-pool-fc-relu-fc"),
+    "lenet_bn": (lenet_bn, (3, 32, 32), "LeNet with batch norm and dropout"),
+    "vgg_cifar": (vgg_cifar, (3, 32, 32), "VGG-ish, 10 convs + adaptive pool"),
     "alexnet": (alexnet, (3, 224, 224), "torchvision AlexNet layout"),
     "resnet_cifar": (resnet_cifar, (3, 32, 32), "CIFAR ResNet-20 (6n+2) with projections"),
     "resnet18": (resnet18, (3, 224, 224), "torchvision ResNet-18"),

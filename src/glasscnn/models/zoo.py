@@ -4,11 +4,16 @@ Every builder takes ``in_channels``, ``num_classes`` and ``input_size`` (an int 
 (H, W) pair): the convolutional part is unchanged, and the first fully connected layer's
 ``in_features`` follows from the feature map that the input size leaves (so the CIFAR
 networks also train on 1×28×28 data). Builders also take ``impl``, ``dtype`` and ``rng``.
+Each model carries its ``name`` (the builder's) and ``input_shape`` (one sample's C, H, W),
+which reports, charts and the notebook display use.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,6 +36,24 @@ from glasscnn.nn import (
 from glasscnn.nn.init import default_rng
 
 
+def _named(builder: Callable[..., Sequential]) -> Callable[..., Sequential]:
+    """Give the models a builder makes its name and one sample's input shape, so that
+    reports, charts and the notebook display call them by it."""
+    signature = inspect.signature(builder)
+
+    @functools.wraps(builder)
+    def build(*args: Any, **kwargs: Any) -> Sequential:
+        model = builder(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        model.name = builder.__name__
+        model.input_shape = (int(bound.arguments["in_channels"]),
+                             *pair(bound.arguments["input_size"], "input_size", model.name))
+        return model
+
+    return build
+
+
 def _features_out(name: str, features: Module, in_channels: int, input_size: Any) -> int:
     """Number of values per image after ``features`` for an input of ``input_size``."""
     h, w = pair(input_size, "input_size", name)
@@ -45,6 +68,7 @@ def _opts(impl: str, dtype: Any, rng: np.random.Generator | None) -> dict[str, A
     return {"impl": impl, "dtype": dtype, "rng": rng or default_rng()}
 
 
+@_named
 def alexnet_cifar33(
     in_channels: int = 3, num_classes: int = 10, input_size: Any = 33, impl: str = "fast",
     dtype: Any = np.float32, rng: np.random.Generator | None = None,
@@ -80,6 +104,7 @@ def alexnet_cifar33(
     ]))
 
 
+@_named
 def mnist_net(
     in_channels: int = 1, num_classes: int = 10, input_size: Any = 28, impl: str = "fast",
     dtype: Any = np.float32, rng: np.random.Generator | None = None,
@@ -107,6 +132,7 @@ def mnist_net(
     ]))
 
 
+@_named
 def three_layer_convnet(
     in_channels: int = 3, num_classes: int = 10, input_size: Any = 32, batchnorm: bool = False,
     num_filters: int = 32, filter_size: int = 7, hidden_dim: int = 500,
@@ -147,6 +173,7 @@ def three_layer_convnet(
     return model
 
 
+@_named
 def lenet_bn(
     in_channels: int = 3, num_classes: int = 10, input_size: Any = 32, batchnorm: bool = True,
     dropout: float = 0.5, impl: str = "fast", dtype: Any = np.float32,
@@ -190,6 +217,7 @@ def lenet_bn(
     return Sequential(OrderedDict(layers))
 
 
+@_named
 def vgg_cifar(
     in_channels: int = 3, num_classes: int = 10, input_size: Any = 32, impl: str = "fast",
     dtype: Any = np.float32, rng: np.random.Generator | None = None,
@@ -223,6 +251,7 @@ def vgg_cifar(
     ]))
 
 
+@_named
 def alexnet(
     in_channels: int = 3, num_classes: int = 1000, input_size: Any = 224, dropout: float = 0.5,
     impl: str = "fast", dtype: Any = np.float32, rng: np.random.Generator | None = None,
@@ -261,6 +290,7 @@ def alexnet(
     ]))
 
 
+@_named
 def resnet_cifar(
     depth: int = 20, in_channels: int = 3, num_classes: int = 10, input_size: Any = 32,
     impl: str = "fast", dtype: Any = np.float32, rng: np.random.Generator | None = None,

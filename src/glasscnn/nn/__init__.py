@@ -12,9 +12,15 @@ from glasscnn.nn.activations import (
 )
 from glasscnn.nn.containers import ResidualBlock, Sequential
 from glasscnn.nn.conv import ConvTranspose2d
+from glasscnn.nn.hooks import (
+    RemovableHandle,
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+)
 from glasscnn.nn.init import manual_seed
 from glasscnn.nn.layers import (
     AdaptiveAvgPool2d,
+    Add,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
@@ -35,6 +41,7 @@ __all__ = [
     "GELU",
     "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d",
+    "Add",
     "AvgPool1d",
     "AvgPool2d",
     "BCEWithLogitsLoss",
@@ -58,6 +65,7 @@ __all__ = [
     "Parameter",
     "ReLU",
     "ReLU6",
+    "RemovableHandle",
     "ResidualBlock",
     "Sequential",
     "SiLU",
@@ -65,4 +73,6 @@ __all__ = [
     "Softmax",
     "Tanh",
     "manual_seed",
+    "register_module_forward_hook",
+    "register_module_forward_pre_hook",
 ]

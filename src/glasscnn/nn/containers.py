@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from glasscnn import kernels as K
-from glasscnn.nn.layers import BatchNorm2d, Conv2d, ReLU
+from glasscnn.nn.layers import Add, BatchNorm2d, Conv2d, ReLU
 from glasscnn.nn.module import Module
 
 
@@ -51,8 +50,9 @@ class Sequential(Module):
 
         A fast ``Conv2d`` directly followed by a fast ``ReLU`` runs as one fused kernel
         (``Conv2d.forward_relu``; the ReLU then passes gradients through), unless
-        ``fuse_conv_relu`` is False or either layer's forward or backward was replaced on
-        the instance (as per-layer timers do). The values are the same either way.
+        ``fuse_conv_relu`` is False, either layer's forward or backward was replaced on
+        the instance (as per-layer timers do), or a forward hook watches either. The values
+        are the same either way.
         """
         layers = list(self._modules.values())
         i = 0
@@ -70,7 +70,8 @@ class Sequential(Module):
         """Whether ``first``, ``second`` can run as one conv + ReLU kernel."""
         return (self.fuse_conv_relu and type(first) is Conv2d and type(second) is ReLU
                 and first.impl == "fast" and second.impl == "fast"
-                and not {"forward", "backward"} & (vars(first).keys() | vars(second).keys()))
+                and not {"forward", "backward"} & (vars(first).keys() | vars(second).keys())
+                and not first._observed() and not second._observed())
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """Feed ``dout`` backwards through every child, last first."""
@@ -99,6 +100,8 @@ class ResidualBlock(Module):
     conv1 is 3×3 with the given stride, conv2 is 3×3 stride 1, both padding 1. The shortcut
     is the identity when shapes agree, else a 1×1 projection conv with the same stride
     (followed by batch norm when ``batchnorm``). Convs have no bias when batch norm follows.
+    The sum is an ``Add`` layer held as ``block.add`` (not a registered child, so the
+    children and keys are torchvision's).
 
     Args:
         in_channels, out_channels: channels in and out.
@@ -132,7 +135,9 @@ class ResidualBlock(Module):
             self.shortcut = Sequential(*proj)
         self.relu2 = ReLU(impl)
         self.impl = impl
-        self._add_cache = None
+        # held, not registered: the state_dict, the PyTorch twin and the ONNX graph stay
+        # those of torchvision's block, and a recorded forward still sees the add
+        object.__setattr__(self, "add", Add(impl))
 
     def main_path(self) -> list[Module]:
         """The layers of the main path (conv1 … bn2), in order; the shortcut is separate."""
@@ -144,13 +149,12 @@ class ResidualBlock(Module):
         for layer in self.main_path():
             h = layer(h)
         s = self.shortcut(x) if "shortcut" in self._modules else x
-        y, self._add_cache = K.add_forward(h, s, impl=self.impl)
-        return self.relu2(y)
+        return self.relu2(self.add(h, s))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """Gradient through both paths; the input gradient is their sum."""
         dy = self.relu2.backward(dout)
-        dh, ds = K.add_backward(dy, self._add_cache)
+        dh, ds = self.add.backward(dy)
         for layer in reversed(self.main_path()):
             dh = layer.backward(dh)
         if "shortcut" in self._modules:

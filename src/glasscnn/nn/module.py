@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from glasscnn.nn.hooks import GLOBAL_HOOKS, GLOBAL_PRE_HOOKS, Hook, RemovableHandle
+
 
 class Parameter:
     """A trainable array and its accumulated gradient.
@@ -46,6 +48,36 @@ class Parameter:
     def shape(self) -> tuple[int, ...]:
         """Shape of ``data``."""
         return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of ``data``."""
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        """Number of axes of ``data``."""
+        return self.data.ndim
+
+    def numel(self) -> int:
+        """Number of values, as ``torch.Tensor.numel()`` (NumPy's ``data.size``)."""
+        return int(self.data.size)
+
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        """The shape, or the length of axis ``dim``, as ``torch.Tensor.size()``.
+
+        A method, as in PyTorch, so ``p.size()`` is the shape; for the number of values
+        use ``numel()`` (NumPy's ``.size`` attribute is ``p.data.size``).
+
+        Args:
+            dim: an axis (negative counts from the end), or None for the whole shape.
+        """
+        if dim is None:
+            return tuple(self.data.shape)
+        if not -self.data.ndim <= dim < self.data.ndim:
+            raise ValueError(f"Parameter.size: dim must be in [{-self.data.ndim}, "
+                             f"{self.data.ndim}), got {dim}")
+        return int(self.data.shape[dim])
 
     def accumulate(self, grad: np.ndarray) -> None:
         """Add ``grad`` to ``self.grad`` (in place, as PyTorch accumulates).
@@ -131,12 +163,18 @@ def _checked_forward(fn: Callable[..., Any]) -> Callable[..., Any]:
         if self.__dict__.get("_in_forward"):  # a subclass's forward calling super().forward
             return fn(self, *args, **kwargs)
         args = tuple(_float_input(self, a) for a in args)
+        for pre_hook in list(GLOBAL_PRE_HOOKS.values()):
+            pre_hook(self, args)
         object.__setattr__(self, "_in_forward", True)
         try:
             out = fn(self, *args, **kwargs)
         finally:
             object.__setattr__(self, "_in_forward", False)
         object.__setattr__(self, "_pass", "forward")
+        for hook in [*GLOBAL_HOOKS.values(), *self.__dict__.get("_forward_hooks", {}).values()]:
+            replaced = hook(self, args, out)
+            if replaced is not None:
+                out = replaced
         return out
 
     forward._glasscnn_checked = True  # type: ignore[attr-defined]
@@ -175,6 +213,12 @@ class Module:
     name, in order), buffers with ``register_buffer``, and implement ``forward(x)``,
     ``backward(dout) -> dx`` and ``output_shape(input_shape)``.
 
+    Attributes:
+        training: training mode (batch statistics, active dropout) or evaluation.
+        name: a name for reports and charts (zoo models carry theirs), or None.
+        input_shape: one sample's shape, e.g. (3, 32, 32), when known (zoo models set it):
+            ``analyze`` and the notebook display use it.
+
     Every subclass's ``forward`` (and ``forward_*`` variants such as
     ``Conv2d.forward_relu``) and ``backward`` are wrapped once, here, when the class is
     defined:
@@ -187,6 +231,9 @@ class Module:
       raises ``BackwardOrderError`` (a ``RuntimeError``) naming the layer, instead of
       using a stale cache or adding the gradients twice.
     """
+
+    name: str | None = None
+    input_shape: tuple[int, ...] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -205,6 +252,7 @@ class Module:
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "input_grad", True)
         object.__setattr__(self, "_pass", None)
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     def _forward_done(self) -> None:
         """Arm ``backward`` as a forward does (for a layer whose forward another carried out,
@@ -212,15 +260,34 @@ class Module:
         object.__setattr__(self, "_pass", "forward")
 
     def _child_name(self, module: Module) -> str | None:
-        """The attribute name under which this module holds ``module`` (registered or not),
-        or None."""
+        """The name under which this module holds ``module``: a registered child's name, or
+        an attribute's (``name.i`` inside a list or tuple attribute), or None."""
         for name, child in self._modules.items():
             if child is module:
                 return name
         for name, value in vars(self).items():
             if value is module:
                 return name
+            if isinstance(value, list | tuple):
+                for i, item in enumerate(value):
+                    if item is module:
+                        return f"{name}.{i}"
         return None
+
+    def register_forward_hook(self, hook: Hook) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after each forward of this module.
+
+        As PyTorch's: a return value other than ``None`` replaces the output. See
+        ``glasscnn.nn.hooks`` for hooks on every module.
+
+        Returns:
+            A handle whose ``remove()`` unregisters the hook.
+        """
+        return RemovableHandle(self._forward_hooks, hook)
+
+    def _observed(self) -> bool:
+        """Whether a hook watches this module's forward (then nothing may fuse it away)."""
+        return bool(GLOBAL_PRE_HOOKS or GLOBAL_HOOKS or self.__dict__.get("_forward_hooks"))
 
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, Parameter):
@@ -250,8 +317,8 @@ class Module:
             f"{type(self).__name__} has no shape rule (output_shape is not implemented)"
         )
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
 
     def children(self) -> Iterator[Module]:
         """Direct sub-modules, in registration order."""
@@ -260,6 +327,11 @@ class Module:
     def named_children(self) -> Iterator[tuple[str, Module]]:
         """``(name, module)`` for each direct sub-module."""
         yield from self._modules.items()
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every descendant, depth first (as ``named_modules``)."""
+        for _, module in self.named_modules():
+            yield module
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         """This module and every descendant, with dotted names (``""`` for the root)."""
@@ -388,6 +460,13 @@ class Module:
         """The arguments shown between the parentheses of this module's repr."""
         return ""
 
+    def _repr_html_(self) -> str:
+        """The layers as an HTML table (what a notebook shows): arguments, output shapes
+        when ``input_shape`` is set, parameter counts."""
+        from glasscnn.nn.display import module_html
+
+        return module_html(self)
+
     def __repr__(self) -> str:
         if not self._modules:
             return f"{type(self).__name__}({self.extra_repr()})"
@@ -397,3 +476,7 @@ class Module:
             lines.append(f"  ({name}): {child_repr}")
         lines.append(")")
         return "\n".join(lines)
+
+
+Module.forward = _checked_forward(Module.forward)  # type: ignore[method-assign]
+Module.backward = _checked_backward(Module.backward)  # type: ignore[method-assign]
