@@ -102,6 +102,14 @@ def test_refine_space_rule() -> None:
         refine_space(space, [{"lr": 1e-3, "best_val_accuracy": math.nan}])
 
 
+def test_ray_is_imported_only_when_a_sweep_starts() -> None:
+    code = ("import sys, glasscnn, glasscnn.sweep, glasscnn.cli.main; "
+            "glasscnn.cli.main.build_parser(); print('ray' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": SRC}, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
+
+
 # --- sweeps on a local Ray ----------------------------------------------------------------
 
 @pytest.fixture(scope="module", autouse=True)

@@ -142,7 +142,7 @@ def _progress(log: Callable[[str], None], total: int) -> Any:
             values = " ".join(f"{k}={_short(v)}" for k, v in trial.config.items())
             acc = m.get("best_val_accuracy", math.nan)
             log(f"trial {self.done}/{total} {trial.trial_id} {values}: best val acc "
-                f"{100 * acc:.2f}% after {m.get('epoch', 0)} epochs, "
+                f"{100 * acc:.2f}% after {_count(m.get('epoch', 0), 'epoch')}, "
                 f"{m.get('seconds', 0):.0f} s on node {m.get('node', '?')}"
                 + (" (diverged)" if m.get("diverged") else ""))
 
@@ -158,6 +158,10 @@ def _progress(log: Callable[[str], None], total: int) -> Any:
                 f"(see {trial.local_path})")
 
     return Progress()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _short(value: Any) -> str:
@@ -234,8 +238,9 @@ def run(
         root: data folder.
         datasets: ``(train, test)`` uint8 data sets instead of loading ``recipe.data``.
         max_failures: restarts allowed per trial after its worker dies.
-        storage: where Tune keeps the trials' checkpoints (a folder every node can reach,
-            or a cloud URI); default ``out/tune``.
+        storage: where Tune keeps its records and the trials' checkpoints, in
+            ``storage/<out's name>`` (a folder every node can reach, or a cloud URI);
+            default ``out/tune``.
         callbacks: extra ``ray.tune.Callback`` objects.
         log: receives the progress lines.
         plots: draw ``sweep.png``.
@@ -281,8 +286,8 @@ def run(
     started = _start_ray(address, cpus, log)
     try:
         cluster_cpus = int(ray.cluster_resources().get("CPU", 0))
-        log(f"sweep: {trials} trials of {recipe.model} on {recipe.data}, {recipe.epochs} "
-            f"epochs each, on {cluster_cpus} CPUs; space: "
+        log(f"sweep: {_count(trials, 'trial')} of {recipe.model} on {recipe.data}, "
+            f"{_count(recipe.epochs, 'epoch')} each, on {_count(cluster_cpus, 'CPU')}; space: "
             + ", ".join(str(p) for p in searched.values()))
         out.mkdir(parents=True, exist_ok=True)
         trainable = tune.with_resources(
@@ -294,9 +299,10 @@ def run(
         tuner = tune.Tuner(
             trainable, param_space=to_tune(searched),
             tune_config=tune.TuneConfig(num_samples=trials, metric="val_accuracy", mode="max",
-                                        scheduler=asha),
+                                        scheduler=asha, reuse_actors=True),
             run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=storage or str(out), verbose=0,
+                name=TUNE_DIR if storage is None else out.name,
+                storage_path=storage or str(out), verbose=0,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[_progress(log, trials), *callbacks]),
@@ -358,7 +364,7 @@ def format_summary(result: SweepResult, top: int = 5) -> str:
                      f"{100 * result.best['best_val_accuracy']:.2f}% at epoch "
                      f"{result.best['best_epoch']}; checkpoint {result.out / BEST / CHECKPOINT}")
         lines.append(f"retrain it in full: {result.retrain}")
-    lines.append(f"time: {result.seconds:.0f} s for the trials on {result.cpus} CPUs "
-                 f"({len(result.nodes)} node{'s' if len(result.nodes) != 1 else ''}), "
+    lines.append(f"time: {result.seconds:.0f} s for the trials on {_count(result.cpus, 'CPU')} "
+                 f"({_count(len(result.nodes), 'node')}), "
                  f"{result.total_seconds:.0f} s in all")
     return "\n".join(lines)
