@@ -1,7 +1,7 @@
 """PyTorch-shaped modules: parameters, layers, containers, losses."""
 
 from glasscnn.nn.containers import ResidualBlock, Sequential
-from glasscnn.nn.conv import ConvTranspose2d
+from glasscnn.nn.conv import Conv1d, ConvTranspose2d
 from glasscnn.nn.init import manual_seed
 from glasscnn.nn.layers import (
     AdaptiveAvgPool2d,
@@ -24,6 +24,7 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Conv1d",
     "Conv2d",
     "ConvTranspose2d",
     "CrossEntropyLoss",
