@@ -24,7 +24,8 @@ from glasscnn.models import zoo
 from glasscnn.optim.optimizer import Optimizer
 
 LENET_MACS = 6 * 75 * 28 * 28 + 16 * 150 * 10 * 10 + 400 * 120 + 120 * 84 + 84 * 10
-STEP_WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn")
+STEP_WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn", "depthwise",
+                  "grouped")
 HEADER = "threads 2; OPENBLAS_THREAD_TIMEOUT=4 OMP_WAIT_POLICY=PASSIVE"
 WARNING = "warning: thread settings not in the environment"
 
@@ -174,6 +175,20 @@ def test_training_case_twin_is_a_copy(torch):
     for b, p in zip(before, case.model.parameters(), strict=True):
         np.testing.assert_array_equal(b, p.data)
     assert math.isfinite(float(case.ours()))
+
+
+@pytest.mark.parametrize("name", ["depthwise", "grouped"])
+def test_conv_layer_case_runs_both_libraries_alike(torch, name):
+    """The depthwise and grouped conv rows: the layer's shape, MACs, and glasscnn's input
+    gradient equal to the twin's (the same weights and upstream gradient)."""
+    case = bench.conv_layer_case(name, torch, batch=1)
+    shape, kwargs = bench.CONV_LAYERS[name]
+    assert case.model.groups == kwargs["groups"] and shape[0] == 16
+    c_in_g = kwargs["in_channels"] // kwargs["groups"]
+    out_shape = case.model.output_shape((1, *shape[1:]))
+    assert case.flops == 6.0 * np.prod(out_shape) * c_in_g * kwargs["kernel_size"] ** 2
+    dx = case.ours()
+    np.testing.assert_allclose(dx, case.theirs().numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_training_case_rejects_unknown_model():

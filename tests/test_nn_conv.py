@@ -1,4 +1,5 @@
-"""Convolution modules beyond the plain Conv2d: groups and "same" padding, ConvTranspose2d;
+"""Convolution modules beyond the plain Conv2d: groups and "same" padding, ConvTranspose2d,
+Conv1d;
 PyTorch parity of the output and every gradient, state_dict keys and shapes, finite
 differences, bad input."""
 
@@ -32,6 +33,12 @@ CASES = [
                                                      dtype=d), (1, 4, 3, 4)),
     ("convt_depthwise", lambda i, d: nn.ConvTranspose2d(3, 3, 3, padding=1, groups=3,
                                                         impl=i, dtype=d), (2, 3, 4, 4)),
+    ("conv1d", lambda i, d: nn.Conv1d(3, 4, 3, stride=2, padding=1, impl=i, dtype=d),
+     (2, 3, 9)),
+    ("conv1d_same_even", lambda i, d: nn.Conv1d(4, 6, 4, padding="same", dilation=1, groups=2,
+                                                bias=False, impl=i, dtype=d), (1, 4, 7)),
+    ("conv1d_depthwise", lambda i, d: nn.Conv1d(3, 3, (5,), padding=(2,), dilation=(2,),
+                                                groups=3, impl=i, dtype=d), (2, 3, 8)),
 ]
 
 
@@ -116,6 +123,25 @@ def test_conv_transpose2d_torch_state_dict_loads(torch, rng):
                                rtol=1e-10, atol=1e-12)
 
 
+def test_conv1d_attributes_and_repr():
+    layer = nn.Conv1d(4, 8, 3, padding="same", groups=4, bias=False)
+    assert layer.weight.data.shape == (8, 1, 3)
+    assert (layer.padding, layer.pads(), layer.output_shape((2, 4, 10))) == (
+        "same", (1, 1), (2, 8, 10))
+    assert nn.Conv1d(2, 2, 4, padding="same").pads() == (1, 2)
+    assert repr(nn.Conv1d(2, 3, 5, stride=2, padding=1)) == (
+        "Conv1d(2, 3, kernel_size=(5,), stride=(2,), padding=(1,))")
+
+
+def test_conv1d_torch_state_dict_loads(torch, rng):
+    twin = torch.nn.Conv1d(4, 6, 3, stride=2, padding=1, groups=2).double()
+    layer = nn.Conv1d(4, 6, 3, stride=2, padding=1, groups=2, dtype=np.float64)
+    layer.load_state_dict({k: v.numpy() for k, v in twin.state_dict().items()})
+    x = rng.standard_normal((2, 4, 11))
+    np.testing.assert_allclose(layer(x), twin(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_uint8_images_are_computed_in_float32(impl, rng):
     """A uint8 batch gives the output of its float32 conversion (never zeros)."""
@@ -137,7 +163,17 @@ def test_uint8_images_are_computed_in_float32(impl, rng):
      r"^ConvTranspose2d: output_padding \(2, 2\) must be smaller"),
     (lambda: nn.ConvTranspose2d(4, 6, 0), r"^ConvTranspose2d: kernel_size, stride and dilation"),
     (lambda: nn.ConvTranspose2d(0, 6, 3), r"^ConvTranspose2d: channels must be > 0"),
+    (lambda: nn.Conv1d(4, 6, (3, 3)), r"^Conv1d: kernel_size must be an int or a 1-tuple"),
+    (lambda: nn.Conv1d(4, 6, 3, stride=0), r"^Conv1d: kernel_size, stride and dilation"),
+    (lambda: nn.Conv1d(4, 6, 3, groups=3), r"^Conv1d: groups=3 must divide"),
+    (lambda: nn.Conv1d(4, 6, 3, stride=2, padding="same"), r"^Conv1d: padding='same' needs"),
 ])
 def test_bad_constructor_arguments(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_conv1d_rejects_a_4d_input():
+    with pytest.raises(ValueError, match=r"^Conv1d: expected input of shape \(N, C_in, L\), "
+                                         r"got shape \(1, 2, 3, 4\)"):
+        nn.Conv1d(2, 2, 3)(np.zeros((1, 2, 3, 4)))

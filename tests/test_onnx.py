@@ -1,9 +1,11 @@
-"""glasscnn.io.onnx_export and ``glasscnn export``: every zoo model runs in onnxruntime."""
+"""glasscnn.io.onnx_export and ``glasscnn export``: every zoo model (and every kind of
+convolution) runs in onnxruntime."""
 
 from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -18,7 +20,9 @@ from glasscnn.nn import (
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    Conv1d,
     Conv2d,
+    ConvTranspose2d,
     Flatten,
     Linear,
     MaxPool2d,
@@ -176,3 +180,40 @@ def test_export_command_refuses_wrong_weights(tmp_path, capsys, rng):
     err = capsys.readouterr().err
     assert code == 1 and str(weights) in err and "conv1.weight: model (6, 3, 5, 5)" in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+# grouped, depthwise, "same"-padded, transposed and 1-d convolutions
+CONV_NETS = [
+    ("grouped_depthwise_same", lambda rng: Sequential(
+        Conv2d(4, 8, 3, stride=2, padding=1, groups=2, rng=rng), ReLU(),
+        Conv2d(8, 8, 3, padding="same", groups=8, bias=False, rng=rng),
+        Conv2d(8, 6, (4, 2), padding="same", dilation=(1, 2), rng=rng)), (4, 11, 9),
+     ["Conv", "Relu", "Conv", "Conv"]),
+    ("transposed", lambda rng: Sequential(
+        ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2, rng=rng),
+        ReLU(), ConvTranspose2d(6, 3, (2, 3), stride=(1, 2), dilation=(2, 1), bias=False,
+                                rng=rng)), (4, 5, 4), ["ConvTranspose", "Relu", "ConvTranspose"]),
+    ("conv1d", lambda rng: Sequential(
+        Conv1d(3, 6, 5, stride=2, padding=2, rng=rng), ReLU(),
+        Conv1d(6, 6, 4, padding="same", groups=3, rng=rng)), (3, 17), ["Conv", "Relu", "Conv"]),
+]
+
+
+@pytest.mark.parametrize(("name", "build", "shape", "ops"), CONV_NETS,
+                         ids=[n[0] for n in CONV_NETS])
+def test_convolutions_run_in_onnxruntime(name, build, shape, ops, tmp_path, rng):
+    model = build(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the graph passes the checker without complaint
+        path = export_onnx(model, tmp_path / f"{name}.onnx", shape)
+    graph = onnx.load(str(path)).graph
+    assert [n.op_type for n in graph.node] == ops
+    groups = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in graph.node
+              if n.op_type.startswith("Conv")]
+    assert groups == [getattr(m, "groups", 1) for m in model.children()
+                      if type(m).__name__.startswith("Conv")]
+    x = rng.standard_normal((3, *shape), dtype=np.float32)
+    want = model(x)
+    got = run_onnx(path, x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -1,8 +1,9 @@
 """glasscnn: convolutional networks in NumPy in which nothing is a black box.
 
-``import glasscnn`` gives ``glasscnn.predict``, ``glasscnn.load_model`` and, imported on first use, the sub-packages
-``nn``, ``kernels``, ``optim``, ``data``, ``models``, ``io``, ``analysis``, ``train`` and
-``gradcheck`` (``glasscnn.gradcheck.check_module(...)`` works without importing it first).
+``import glasscnn`` gives ``glasscnn.predict``, ``glasscnn.load_model`` and, imported on
+first use, the sub-packages ``nn``, ``kernels``, ``optim``, ``data``, ``models``, ``io``,
+``analysis``, ``train`` and ``gradcheck`` (``glasscnn.gradcheck.check_module(...)`` works
+without importing it first).
 """
 
 from __future__ import annotations

@@ -46,16 +46,27 @@ ENV = {
     "OPENBLAS_THREAD_TIMEOUT": "4",  # idle OpenBLAS threads sleep instead of spinning
     "OMP_WAIT_POLICY": "PASSIVE",  # likewise torch's OpenMP threads
 }
-WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn", "epoch", "kernels",
-             "memory", "resnet18_b1", "resnet18_b16", "resnet50_b1", "resnet50_memory")
+WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn", "depthwise",
+             "grouped", "epoch", "kernels", "memory", "resnet18_b1", "resnet18_b16",
+             "resnet50_b1", "resnet50_memory")
 # untimed runs of each library before a step workload is timed: at least the calls in
 # which GLASSCNN_WINOGRAD=auto times Winograd against the GEMM path in turn
 WARMUP = max(2, 2 * winograd.TRIALS)
 TARGETS = {"alexnet_b1": 0.8, "alexnet_b64": 1.2, "three_layer": 1.2, "vgg": 1.5,
-           "lenet_bn": 1.8, "resnet18_b1": 1.3, "resnet18_b16": 1.3, "resnet50_b1": 1.5}
+           "lenet_bn": 1.8, "depthwise": 2.0, "grouped": 2.0, "resnet18_b1": 1.3,
+           "resnet18_b16": 1.3, "resnet50_b1": 1.5}
 # torchvision networks timed in inference at 224×224: workload → (zoo name, batch)
 ZOO_INFERENCE = {"resnet18_b1": ("resnet18", 1), "resnet18_b16": ("resnet18", 16),
                  "resnet50_b1": ("resnet50", 1)}
+# one conv layer's forward + backward (input gradient included), batch 16: MobileNetV2's
+# depthwise 3×3 on 144 channels at 56×56, and AlexNet's (2012) two-group conv2
+CONV_LAYERS = {
+    "depthwise": ((16, 144, 56, 56), {"in_channels": 144, "out_channels": 144,
+                                      "kernel_size": 3, "padding": 1, "groups": 144,
+                                      "bias": False}),
+    "grouped": ((16, 96, 27, 27), {"in_channels": 96, "out_channels": 256, "kernel_size": 5,
+                                   "padding": 2, "groups": 2}),
+}
 
 
 def required_env() -> dict[str, str]:
@@ -250,6 +261,32 @@ def training_case(name: str, batch: int, torch: Any | None, size: int = 32,
     ours_opt = make_opt(model.parameters(), optim)
     step = _train_step(model, ours_opt)
     return StepCase(model, lambda: step(x, y), theirs, 6.0 * model_macs(model, x.shape))
+
+
+def conv_layer_case(name: str, torch: Any | None, batch: int | None = None) -> StepCase:
+    """Forward and backward (input gradient included) of one conv layer of ``CONV_LAYERS``
+    with a random upstream gradient; ``batch`` overrides its batch size."""
+    shape, kwargs = CONV_LAYERS[name]
+    shape = shape if batch is None else (batch, *shape[1:])
+    layer = gnn.Conv2d(**kwargs, rng=np.random.default_rng(0))
+    x, _ = _batch(shape)
+    dout = np.random.default_rng(1).standard_normal(layer.output_shape(shape), dtype=np.float32)
+
+    def ours() -> Any:
+        layer(x)
+        return layer.backward(dout)
+
+    theirs = None
+    if torch is not None:
+        twin = to_torch(layer, torch)
+        tx = torch.from_numpy(x).requires_grad_(True)
+        tdout = torch.from_numpy(dout)
+
+        def theirs() -> Any:
+            twin(tx).backward(tdout)
+            return tx.grad
+
+    return StepCase(layer, ours, theirs, 6.0 * model_macs(layer, shape))
 
 
 def epoch_case(torch: Any | None, batch: int = 128, max_batches: int | None = None,
@@ -479,6 +516,8 @@ def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = 
         "three_layer": "three_layer Adam step b50",
         "vgg": "vgg_cifar SGD-m step b128",
         "lenet_bn": "lenet_bn SGD-m step b128",
+        "depthwise": "depthwise 3x3 144@56x56 f+b b16",
+        "grouped": "conv 96->256 5x5 g2 27x27 f+b b16",
         **{w: f"{n} infer b{b} 224x224" for w, (n, b) in ZOO_INFERENCE.items()},
     }
     printed_head = False
@@ -493,6 +532,8 @@ def run_benchmark(workloads: tuple[str, ...] = WORKLOADS, compare_torch: bool = 
             case = zoo_inference_case(*ZOO_INFERENCE[name], torch)
         elif name.startswith("alexnet"):
             case = inference_case(1 if name == "alexnet_b1" else 64, torch)
+        elif name in CONV_LAYERS:
+            case = conv_layer_case(name, torch)
         else:
             batch = 50 if name == "three_layer" else 128
             case = training_case(name, batch, torch)

@@ -39,6 +39,10 @@ def _normal(*shape: int) -> Callable[[np.random.Generator, Any], list[np.ndarray
     return lambda rng, dtype: [rng.standard_normal(shape).astype(dtype)]
 
 
+def _shapes(*shapes: tuple[int, ...]) -> Callable[[np.random.Generator, Any], list[np.ndarray]]:
+    return lambda rng, dtype: [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+
 def _conv_inputs(rng: np.random.Generator, dtype: Any) -> list[np.ndarray]:
     return [rng.standard_normal(s).astype(dtype) for s in [(2, 3, 32, 32), (32, 3, 7, 7), (32,)]]
 
@@ -88,6 +92,18 @@ def cases() -> list[OpCase]:
         OpCase("conv2d_relu", "8x16x32x32 16 3x3 p1", K.conv2d_relu_forward,
                K.conv2d_relu_backward, _conv_relu_inputs, 3, {"padding": 1},
                lambda t, x, w, b: t.relu(t.nn.functional.conv2d(x, w, b, padding=1))),
+        OpCase("conv2d", "2x8x16x16 3x3 g4 same", K.conv2d_forward,
+               K.conv2d_backward, _shapes((2, 8, 16, 16), (16, 2, 3, 3), (16,)), 3,
+               {"padding": "same", "groups": 4},
+               lambda t, x, w, b: t.nn.functional.conv2d(x, w, b, padding="same", groups=4)),
+        OpCase("conv2d", "2x16x16x16 3x3 g16 p1", K.conv2d_forward,
+               K.conv2d_backward, _shapes((2, 16, 16, 16), (16, 1, 3, 3), (16,)), 3,
+               {"padding": 1, "groups": 16},
+               lambda t, x, w, b: t.nn.functional.conv2d(x, w, b, padding=1, groups=16)),
+        OpCase("conv_transpose2d", "2x8x8x8 -> 4 4x4 s2", K.conv_transpose2d_forward,
+               K.conv_transpose2d_backward, _shapes((2, 8, 8, 8), (8, 4, 4, 4), (4,)), 3,
+               {"stride": 2, "padding": 1},
+               lambda t, x, w, b: t.nn.functional.conv_transpose2d(x, w, b, 2, 1)),
         OpCase("max_pool2d", "8x16x32x32, 2x2 s2", K.max_pool2d_forward, K.max_pool2d_backward,
                _normal(8, 16, 32, 32), 1, {"kernel_size": 2},
                lambda t, x: t.nn.functional.max_pool2d(x, 2)),

@@ -21,7 +21,9 @@ from glasscnn.nn import (
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    Conv1d,
     Conv2d,
+    ConvTranspose2d,
     Dropout,
     Flatten,
     Linear,
@@ -238,6 +240,41 @@ def _conv2d(layer: Conv2d, ins: tuple[int, ...], outs: tuple[int, ...],
     return LayerCount(
         kind="conv", macs=macs, macs_effective=n * c_out * c_in * taps_h * taps_w,
         extra_flops=n * c_out * ho * wo if (opts.bias and biases) else 0,
+        assumed_biases=biases if layer.bias is None else 0, saves=("input",),
+    )
+
+
+@register_rule(ConvTranspose2d)
+def _conv_transpose2d(layer: ConvTranspose2d, ins: tuple[int, ...], outs: tuple[int, ...],
+                      opts: CountingOptions) -> LayerCount:
+    n, c_in, h, w = ins
+    _, c_out, ho, wo = outs
+    kh, kw = layer.kernel_size
+    c_out_g = c_out // layer.groups  # each input pixel scatters into its group's outputs
+    macs = n * c_in * h * w * c_out_g * kh * kw
+    # input pixel o's tap k lands on output o·S − P + k·D: counted when inside the output
+    taps_h = valid_taps(ho, kh, layer.stride[0], layer.padding[0], layer.dilation[0], h)
+    taps_w = valid_taps(wo, kw, layer.stride[1], layer.padding[1], layer.dilation[1], w)
+    biases = _bias_values(layer, "conv", c_out, opts)
+    return LayerCount(
+        kind="conv", macs=macs, macs_effective=n * c_in * c_out_g * taps_h * taps_w,
+        extra_flops=n * c_out * ho * wo if (opts.bias and biases) else 0,
+        assumed_biases=biases if layer.bias is None else 0, saves=("input",),
+    )
+
+
+@register_rule(Conv1d)
+def _conv1d(layer: Conv1d, ins: tuple[int, ...], outs: tuple[int, ...],
+            opts: CountingOptions) -> LayerCount:
+    n, c_in, length = ins
+    _, c_out, lo = outs
+    k = layer.kernel_size[0]
+    c_in //= layer.groups
+    taps = valid_taps(length, k, layer.stride[0], layer.pads()[0], layer.dilation[0], lo)
+    biases = _bias_values(layer, "conv", c_out, opts)
+    return LayerCount(
+        kind="conv", macs=n * c_out * lo * c_in * k, macs_effective=n * c_out * c_in * taps,
+        extra_flops=n * c_out * lo if (opts.bias and biases) else 0,
         assumed_biases=biases if layer.bias is None else 0, saves=("input",),
     )
 

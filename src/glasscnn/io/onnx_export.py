@@ -7,6 +7,8 @@ by their state_dict keys (``conv1.weight``, ``layer1.0.bn1.running_mean``, …):
 glasscnn               ONNX (opset 17 by default)
 =====================  =========================================================
 Conv2d                 Conv (pads [top, left, bottom, right], dilations, group, bias)
+ConvTranspose2d        ConvTranspose (pads, output_padding, dilations, group, bias)
+Conv1d                 Conv on (N, C, L) (pads [left, right], dilations, group, bias)
 Linear                 Gemm (transB = 1)
 MaxPool2d              MaxPool (dilations, ceil_mode; padded cells never win)
 AvgPool2d              AveragePool (count_include_pad, ceil_mode as the layer)
@@ -41,7 +43,9 @@ from glasscnn.nn import (
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    Conv1d,
     Conv2d,
+    ConvTranspose2d,
     Dropout,
     Flatten,
     Linear,
@@ -126,6 +130,17 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
         return g.node("Conv", inputs, name, kernel_shape=list(module.kernel_size),
                       strides=list(module.stride), pads=[top, left, bottom, right],
                       dilations=list(module.dilation), group=module.groups), out_shape
+    if isinstance(module, ConvTranspose2d | Conv1d):
+        inputs = [x, g.weight(dot + "weight", module.weight.data)]
+        if module.bias is not None:
+            inputs.append(g.weight(dot + "bias", module.bias.data))
+        attrs = {"kernel_shape": list(module.kernel_size), "strides": list(module.stride),
+                 "dilations": list(module.dilation), "group": module.groups}
+        if isinstance(module, Conv1d):
+            return g.node("Conv", inputs, name, pads=list(module.pads()), **attrs), out_shape
+        ph, pw = module.padding
+        return g.node("ConvTranspose", inputs, name, pads=[ph, pw, ph, pw],
+                      output_padding=list(module.output_padding), **attrs), out_shape
     if isinstance(module, Linear):
         inputs = [x, g.weight(dot + "weight", module.weight.data)]
         if module.bias is not None:
@@ -168,9 +183,9 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
                   g.weight(dot + "running_var", module.running_var)]
         return g.node("BatchNormalization", inputs, name, epsilon=float(module.eps)), out_shape
     raise ValueError(f"export_onnx: layer {name!r} ({type(module).__name__}) has no ONNX "
-                     "mapping; supported: Conv2d, Linear, MaxPool2d, AvgPool2d, "
-                     "AdaptiveAvgPool2d, ReLU, Sigmoid, Flatten, BatchNorm1d/2d, Dropout, "
-                     "ResidualBlock, Sequential")
+                     "mapping; supported: Conv2d, ConvTranspose2d, Conv1d, Linear, MaxPool2d, "
+                     "AvgPool2d, AdaptiveAvgPool2d, ReLU, Sigmoid, Flatten, BatchNorm1d/2d, "
+                     "Dropout, ResidualBlock, Sequential")
 
 
 def _emit_residual(g: _GraphBuilder, parts: tuple[Any, Any, Any], dot: str, x: str,
@@ -229,7 +244,8 @@ def export_onnx(
     Args:
         model: a glasscnn network built from the layers in this module's table.
         path: the ``.onnx`` file to write (folders are created).
-        input_shape: (C, H, W) of one picture; the batch axis is symbolic (``batch``).
+        input_shape: (C, H, W) of one picture, or (C, L) of one sequence (1-d networks);
+            the batch axis is symbolic (``batch``).
         opset: ONNX opset of the default domain (>= 13).
         input_name, output_name: names of the graph's input (N, C, H, W) and output (N, K).
         metadata: strings stored as the model's ``metadata_props`` (e.g. model name,
@@ -248,8 +264,9 @@ def export_onnx(
     if opset < 13:
         raise ValueError(f"export_onnx: opset must be >= 13, got {opset}")
     shape = (1, *(int(d) for d in input_shape))
-    if len(shape) != 4:
-        raise ValueError(f"export_onnx: input_shape must be (C, H, W), got {input_shape}")
+    if len(shape) not in (3, 4):
+        raise ValueError(f"export_onnx: input_shape must be (C, H, W) or (C, L), "
+                         f"got {input_shape}")
     g = _GraphBuilder(onnx)
     g._names.add(input_name)
     out, out_shape = _emit(g, model, "", input_name, shape)

@@ -63,6 +63,10 @@ def _twin(module: gnn.Module, torch: Any) -> Any:
         return nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
                          module.stride, module.padding, module.dilation, module.groups,
                          bias=module.bias is not None)
+    if isinstance(module, gnn.Conv1d):
+        return nn.Conv1d(module.in_channels, module.out_channels, module.kernel_size,
+                         module.stride, module.padding, module.dilation, module.groups,
+                         bias=module.bias is not None)
     if isinstance(module, gnn.ConvTranspose2d):
         return nn.ConvTranspose2d(module.in_channels, module.out_channels, module.kernel_size,
                                   module.stride, module.padding, module.output_padding,

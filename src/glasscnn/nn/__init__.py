@@ -11,7 +11,7 @@ from glasscnn.nn.activations import (
     Tanh,
 )
 from glasscnn.nn.containers import ResidualBlock, Sequential
-from glasscnn.nn.conv import ConvTranspose2d
+from glasscnn.nn.conv import Conv1d, ConvTranspose2d
 from glasscnn.nn.hooks import (
     RemovableHandle,
     register_module_forward_hook,
@@ -48,6 +48,7 @@ __all__ = [
     "BackwardOrderError",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Conv1d",
     "Conv2d",
     "ConvTranspose2d",
     "CrossEntropyLoss",

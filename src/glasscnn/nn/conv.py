@@ -1,4 +1,4 @@
-"""Convolution modules beyond Conv2d: the transposed convolution."""
+"""Convolution modules beyond Conv2d: the transposed convolution and the 1-D convolution."""
 
 from __future__ import annotations
 
@@ -114,6 +114,130 @@ class ConvTranspose2d(Module):
         if self.output_padding != (0, 0):
             s += f", output_padding={self.output_padding}"
         if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+def _single(value: Any, name: str) -> int:
+    """An int, or the int of a 1-tuple (PyTorch's 1-d arguments), else a ValueError."""
+    if isinstance(value, tuple | list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"Conv1d: {name} must be an int or a 1-tuple, got {value!r}")
+    return int(value)
+
+
+class Conv1d(Module):
+    """1-D convolution over (N, C, L) input, run by the 2-D kernels on (N, C, 1, L).
+
+    Args:
+        in_channels, out_channels: C_in and C_out.
+        kernel_size, stride, dilation: int (or 1-tuple).
+        padding: int (or 1-tuple), ``"valid"`` or ``"same"`` (stride 1; an even span's
+            extra zero on the right, as PyTorch).
+        groups: G, dividing C_in and C_out (G = C_in: depthwise).
+        bias: whether to learn a bias of shape (C_out,).
+        impl: ``"fast"`` or ``"naive"`` kernels.
+        dtype: parameter dtype (float32 by default).
+        rng: generator for the initial weights (default: ``glasscnn.nn.init.default_rng()``).
+
+    Parameters: ``weight`` (C_out, C_in/G, K), ``bias`` (C_out,), as PyTorch's.
+    Shapes: input (N, C_in, L) → output (N, C_out, L_out) with
+    L_out = floor((L + 2P − D(K−1) − 1) / S) + 1 (``"same"``: L_out = L).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int | tuple[int],
+        stride: int | tuple[int] = 1, padding: int | tuple[int] | str = 0,
+        dilation: int | tuple[int] = 1, groups: int = 1, bias: bool = True,
+        impl: str = "fast", dtype: Any = np.float32, rng: np.random.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(
+                f"Conv1d: channels must be > 0, got in_channels={in_channels}, "
+                f"out_channels={out_channels}"
+            )
+        check_groups(groups, in_channels, out_channels, "Conv1d")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = (_single(kernel_size, "kernel_size"),)
+        self.stride = (_single(stride, "stride"),)
+        self.dilation = (_single(dilation, "dilation"),)
+        if min(self.kernel_size[0], self.stride[0], self.dilation[0]) <= 0:
+            raise ValueError(f"Conv1d: kernel_size, stride and dilation must be > 0, got "
+                             f"{self.kernel_size}, {self.stride}, {self.dilation}")
+        if not isinstance(padding, str):
+            padding = (_single(padding, "padding"),)
+        begin, end = K.conv_padding(padding if isinstance(padding, str) else (0, padding[0]),
+                                    (1, self.kernel_size[0]), (1, self.stride[0]),
+                                    (1, self.dilation[0]), "Conv1d")
+        self._pads = (begin[1], end[1])
+        self.padding = padding
+        self.impl = impl
+        rng = rng or default_rng()
+        fan_in = in_channels // groups * self.kernel_size[0]
+        self.weight = Parameter(kaiming_uniform(
+            (out_channels, in_channels // groups, self.kernel_size[0]), fan_in, rng, dtype))
+        self.bias = (
+            Parameter(kaiming_uniform((out_channels,), fan_in, rng, dtype)) if bias else None
+        )
+        self._cache = None
+
+    def pads(self) -> tuple[int, int]:
+        """The zeros added ``(left, right)``."""
+        return self._pads
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, C_in, L) → (N, C_out, L_out)."""
+        if getattr(x, "ndim", None) != 3:
+            raise ValueError(f"Conv1d: expected input of shape (N, C_in, L), got shape "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        padding = self.padding if isinstance(self.padding, str) else (0, self.padding[0])
+        out, self._cache = K.conv2d_forward(
+            x[:, :, None, :], self.weight.data[:, :, None, :],
+            None if self.bias is None else self.bias.data, (1, self.stride[0]), padding,
+            (1, self.dilation[0]), self.groups, impl=self.impl)
+        return out[:, :, 0, :]
+
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        """Accumulate dW (and db); return dx of shape (N, C_in, L), or None if not needed."""
+        if self._cache is None:
+            raise ValueError("Conv1d: backward called before forward")
+        dout = np.asarray(dout)
+        dx, dw, db = K.conv2d_backward(dout[:, :, None, :], self._cache,
+                                       need_dx=self.input_grad)
+        self.weight.accumulate(dw[:, :, 0, :])
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return None if dx is None else dx[:, :, 0, :]
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(N, C_in, L) → (N, C_out, L_out)."""
+        if len(input_shape) != 3 or any(int(d) <= 0 for d in input_shape):
+            raise ValueError(f"Conv1d: expected a shape of 3 positive dimensions, "
+                             f"got {tuple(input_shape)}")
+        if input_shape[1] != self.in_channels:
+            raise ValueError(f"Conv1d: expected {self.in_channels} input channels, "
+                             f"got shape {tuple(input_shape)}")
+        left, right = self._pads
+        length = K.conv_output_size(input_shape[2] + left + right, self.kernel_size[0],
+                                    self.stride[0], 0, self.dilation[0])
+        if length <= 0:
+            raise ValueError(f"Conv1d: input length {input_shape[2]} is too small for kernel "
+                             f"{self.kernel_size} with padding {self.padding} and dilation "
+                             f"{self.dilation}")
+        return (input_shape[0], self.out_channels, length)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0,):
+            s += f", padding={self.padding!r}"
+        if self.dilation != (1,):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
