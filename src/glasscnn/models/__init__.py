@@ -77,9 +77,16 @@ def get(name: str, **kwargs: Any) -> Sequential:
             ``impl``, ``dtype``, ``rng`` and the model's own options).
 
     Returns:
-        The model, a ``glasscnn.nn.Sequential``.
+        The model, a ``glasscnn.nn.Sequential``, carrying its ``name`` and one sample's
+        ``input_shape`` (C, H, W) for reports, charts and the notebook display.
     """
-    return _entry(name)[0](**kwargs)
+    builder, (c, h, w), _ = _entry(name)
+    model = builder(**kwargs)
+    if getattr(model, "name", None) is None:
+        model.name = name
+    if getattr(model, "input_shape", None) is None:
+        model.input_shape = (int(kwargs.get("in_channels", c)), h, w)
+    return model
 
 
 def _entry(name: str) -> tuple[Callable[..., Sequential], tuple[int, int, int], str]:

@@ -97,6 +97,8 @@ class Conv2d(Module):
         self.kernel_size = _window_arg("Conv2d", "kernel_size", kernel_size, 1)
         self.stride = _window_arg("Conv2d", "stride", stride, 1)
         self.dilation = _window_arg("Conv2d", "dilation", dilation, 1)
+        if not isinstance(padding, str):
+            _window_arg("Conv2d", "padding", padding, 0)
         # as PyTorch: the pair, or the word ("same", "valid") as given
         self._pads = K.conv_padding(padding, self.kernel_size, self.stride, self.dilation,
                                     "Conv2d")
