@@ -8,7 +8,7 @@ the checkpoint (``normalizer`` or ``mean_image`` array group) or given by the ca
 
 A plain state_dict file (``.npz``, ``.pth``/``.pt``, ``.safetensors``) carries no metadata:
 ``load_model(path, model_name=...)`` then takes the model's recipe from ``RECIPES``
-(seed-facts §1: ``alexnet_cifar33`` reads RGB 33×33 with Lanczos, /255, CIFAR-10 names).
+(``alexnet_cifar33`` reads RGB 33×33 with Lanczos, /255, CIFAR-10 names, as its course lab).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "resnet_cifar": {"classes": CIFAR10_CLASSES},
 }
 """Preprocessing of a plain state_dict, by zoo model: every recipe resizes to the model's
-input with Lanczos and divides by 255; ``mean``/``std`` (seed-facts §2 and §4, ImageNet's
+input with Lanczos and divides by 255; ``mean``/``std`` (the courses' (x − 0.5)/0.5, ImageNet's
 for ``alexnet``) normalise after that; ``classes`` name the logits when their count fits."""
 
 _PICTURE_MODES = {1: "L", 3: "RGB"}

@@ -47,7 +47,7 @@ class CountingOptions:
         bias: +1 FLOP per output value of a layer with a bias (conv, fc).
         activations: ReLU 1 FLOP per value; Sigmoid 4 (negate, exp, add, divide).
         pooling: max/avg pooling counted as one op per window element, per output value
-            (seed-facts §1); adaptive pooling as one op per element of its bin.
+            (the CIFAR inference lab's report); adaptive pooling as one op per element of its bin.
         norm: batch norm at inference, 2 FLOPs per value (folded scale and shift).
         add: the residual add of a ``ResidualBlock``, 1 FLOP per value.
         softmax: add a ``softmax`` row on the logits: 5n − 2 FLOPs per sample of n logits
@@ -90,8 +90,8 @@ def counting_options(spec: str | CountingOptions | None = None, **overrides: Any
     """Build the counting policy from a preset and overrides.
 
     Args:
-        spec: a ``CountingOptions``, a preset name (``"default"``, ``"seed"``: the policy of
-            seed-facts §1's report, ``"macs"``: FLOPs = 2 × MACs only), or a preset followed
+        spec: a ``CountingOptions``, a preset name (``"default"``, ``"seed"``: the
+            CIFAR inference lab's report, ``"macs"``: FLOPs = 2 × MACs only), or a preset followed
             by comma-separated ``key=value`` overrides (``"seed,bias=1"``,
             ``"activations=0,assume_bias=conv+fc"``). None means ``"default"``.
         **overrides: fields of ``CountingOptions``.

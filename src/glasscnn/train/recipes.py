@@ -3,7 +3,7 @@
 A ``Recipe`` is the whole description of a training run in plain values (what the
 ``glasscnn train`` command line and ``benchmarks/accuracy.py`` hold); ``prepare(recipe)``
 turns it into a ``Setup``: the data split into train / validation / test, the normaliser
-fitted on the training split only (seed-facts.md §4), the loaders, the zoo model adapted
+fitted on the training split only (as CNN courses teach), the loaders, the zoo model adapted
 to the data's shape, the optimizer and the schedule, plus the checkpoint metadata that lets
 ``glasscnn evaluate`` and ``predict`` rebuild the model and its preprocessing.
 """
@@ -57,14 +57,14 @@ class Recipe:
         schedule: ``none``; ``cosine`` (per step down to 0); ``step`` (×0.1 every
             ⌈epochs/3⌉ epochs); ``onecycle`` (per step, peak ``lr``); ``warmup-cosine``
             (one epoch of linear warm-up, then cosine).
-        l2: the seed recipes' L2 term ``0.5·l2·ΣW²`` on weight tensors (Trainer ``l2``).
+        l2: the course recipes' L2 term ``0.5·l2·ΣW²`` on weight tensors (Trainer ``l2``).
         clip_norm: global gradient-norm clipping, or None.
         normalize: ``channel`` (per-channel mean/std of the training split, after /255),
             ``symmetric`` ((x/255 − 0.5)/0.5) or ``rescale`` (x/255 only).
         augment: ``none``, ``crop`` (random crop after padding by 2 for 28×28, 4 for 32×32)
             or ``crop-flip`` (and left-right flips).
         val_size: examples held out of the training split for validation; None: 5000 for
-            (Fashion-)MNIST, 1000 for CIFAR-10 (the seeds' 49k/1k); 0: none.
+            (Fashion-)MNIST, 1000 for CIFAR-10 (CS231n's 49k/1k); 0: none.
         seed: seeds the split, the shuffling, augmentation, weight init and dropout.
         train_limit: keep only this many training examples (quick runs), or None.
         test_limit: evaluate on only the first this many test examples, or None.

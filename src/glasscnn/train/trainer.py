@@ -62,7 +62,7 @@ class Trainer:
         schedule: a learning-rate schedule with ``step()`` and ``state_dict()``, or ``None``.
         schedule_interval: ``"epoch"`` or ``"step"``: when ``schedule.step()`` is called.
         l2: weight of the L2 term ``0.5 · l2 · Σ W²`` over weight tensors (ndim ≥ 2), as
-            the seed recipes regularise; its gradient ``l2 · W`` is added.
+            the course recipes regularise; its gradient ``l2 · W`` is added.
         clip_norm: clip gradients to this global L2 norm, or ``None``.
         checkpoint: path of the checkpoint written after every epoch (atomically), or ``None``.
         meta: extra JSON metadata saved in the checkpoint (model name and kwargs, classes).
