@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md"))
-USER_FILES = [ROOT / "README.md", *PAGES]
+USER_FILES = [ROOT / "README.md", *PAGES, *sorted((ROOT / "examples").glob("*.ipynb"))]
 # project-internal sources users do not have: the spec files and their section citations
 INTERNAL = re.compile(r"seed.facts|performance.facts|shared/spec|§|\bthe issue\b", re.I)
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
