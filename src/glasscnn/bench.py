@@ -334,7 +334,7 @@ def epoch_case(torch: Any | None, batch: int = 128, max_batches: int | None = No
 def kernel_cases() -> list[tuple[str, Callable[[str], Any]]]:
     """Fast-vs-naive cases on the seed sizes; each callable takes ``impl`` and runs once.
 
-    conv2d: 2×3×32×32 with 32 7×7 filters (performance-facts), and alexnet conv3 at batch 1
+    conv2d: 2×3×32×32 with 32 7×7 filters (the three-layer convnet's), and alexnet conv3 at batch 1
     (256→384, 3×3 pad 1 on 6×6); max_pool2d: alexnet pool1 at batch 2 (3×3 s2 on 96×27×27)
     and the VGG 2×2 s2 pool at batch 4 on 32×32×32.
     """

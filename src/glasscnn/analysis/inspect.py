@@ -1,7 +1,7 @@
 """The inside of a trained network as pictures: first-layer filters, feature maps, probabilities.
 
-Reads a checkpoint (``glasscnn.checkpoint``), and for a picture runs the CIFAR inference
-lab's single-picture pipeline of ``glasscnn.data.transforms.load_image`` (resize with Lanczos to the
+Reads a checkpoint (``glasscnn.checkpoint``), and for a picture runs the CIFAR inference lab's
+single-image pipeline of ``glasscnn.data.transforms.load_image`` (resize with Lanczos to the
 model's input, /255, CHW, batch axis), then the checkpoint's normalizer if it has one.
 """
 

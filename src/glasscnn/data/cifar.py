@@ -2,8 +2,8 @@
 
 Each batch (``data_batch_1`` … ``data_batch_5``, ``test_batch``) is a pickled dict whose
 ``data`` is a 10000×3072 uint8 array — the R plane, then G, then B, each 32×32 row-major —
-and whose ``labels`` are 10000 ints; ``batches.meta`` holds ``label_names``
-(seed-facts.md §4). Pickles are read with the restricted unpickler of ``safe_pickle``.
+and whose ``labels`` are 10000 ints; ``batches.meta`` holds ``label_names`` (the layout
+the CIFAR-10 page documents). Pickles are read with the restricted unpickler of ``safe_pickle``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Batch transforms take and return (N, C, H, W) arrays. Statistics (``Normalizer``,
 ``MeanImage``) are fitted on the training split only and applied unchanged to validation
-and test data (seed-facts.md §4); their ``state_dict()`` is a dict of arrays, to be saved
+and test data, as CNN courses teach; their ``state_dict()`` is a dict of arrays, to be saved
 with a model. Random transforms have ``random = True`` and accept ``rng=``; the
 ``DataLoader`` passes one derived from its seed, epoch and batch, so augmentation is
 reproducible and resumable.
@@ -322,7 +322,8 @@ def load_image(
     Steps: open with Pillow (PNG, JPEG, …), convert to ``mode`` (16-bit grey scaled onto
     0..255, alpha composited over black: ``glasscnn.data.images.picture_array``), resize
     to ``size`` with ``resample``, divide by ``divisor``, HWC → CHW, add the batch axis.
-    The seed-facts §1 pipeline is ``load_image(path, "RGB", 33)``: 32×32 → 33×33 Lanczos, /255.
+    The CIFAR inference lab's pipeline is ``load_image(path, "RGB", 33)``: 32×32 → 33×33
+    Lanczos, /255.
 
     Args:
         image: a path or an open ``PIL.Image.Image``.

@@ -1,4 +1,4 @@
-"""The networks of seed-facts.md, with the state_dict keys their users know.
+"""The networks CNN courses teach, with the state_dict keys their users know.
 
 Every builder takes ``in_channels``, ``num_classes`` and ``input_size`` (an int or an
 (H, W) pair): the convolutional part is unchanged, and the first fully connected layer's
@@ -73,7 +73,7 @@ def alexnet_cifar33(
     in_channels: int = 3, num_classes: int = 10, input_size: Any = 33, impl: str = "fast",
     dtype: Any = np.float32, rng: np.random.Generator | None = None,
 ) -> Sequential:
-    """The CIFAR "AlexNet-like" inference network of seed-facts §1 (no biases).
+    """The CIFAR "AlexNet-like" network of the course's inference lab (no biases).
 
     Keys ``conv1.weight`` … ``conv5.weight``, ``fc1.weight`` … ``fc3.weight``. At 3×33×33:
     conv1 96×27×27 → pool1 96×13×13 → conv2 256×13×13 → pool2 256×6×6 → conv3..5 → pool3
@@ -109,7 +109,7 @@ def mnist_net(
     in_channels: int = 1, num_classes: int = 10, input_size: Any = 28, impl: str = "fast",
     dtype: Any = np.float32, rng: np.random.Generator | None = None,
 ) -> Sequential:
-    """The MNIST loop-nest network of seed-facts §2.
+    """The MNIST network of the course's loop-nest lab.
 
     conv1 4×1×5×5 pad 2 → ReLU → max 2 → conv2 8×4×5×5 pad 2 → ReLU → max 2 → flatten 392 →
     fc1 392→256 → ReLU → fc2 256→10. Keys ``conv1.*``, ``conv2.*``, ``fc1.*``, ``fc2.*``.
@@ -139,7 +139,7 @@ def three_layer_convnet(
     weight_scale: float = 1e-3, impl: str = "fast", dtype: Any = np.float32,
     rng: np.random.Generator | None = None,
 ) -> Sequential:
-    """The ThreeLayerConvNet of seed-facts §4: conv - relu - 2×2 max pool - affine - relu - affine.
+    """CS231n's ThreeLayerConvNet: conv - relu - 2×2 max pool - affine - relu - affine.
 
     conv ``num_filters``×``filter_size``² with "same" padding → (BN2d) → ReLU → max 2×2 s2 →
     fc1 (32·16·16 = 8192 → 500) → (BN1d) → ReLU → fc2 500→10. Weights drawn from
@@ -179,7 +179,7 @@ def lenet_bn(
     dropout: float = 0.5, impl: str = "fast", dtype: Any = np.float32,
     rng: np.random.Generator | None = None, seed: int | None = None,
 ) -> Sequential:
-    """LeNet with batch norm and dropout, seed-facts §4.
+    """LeNet with batch norm and dropout, as the course trains it on CIFAR-10.
 
     conv1 3→6 k5 → BN2d → ReLU → max 2 → conv2 6→16 k5 → BN2d → ReLU → max 2 → flatten 400 →
     fc1 120 → BN1d → ReLU → fc2 84 → BN1d → ReLU → dropout → fc3 10. ``batchnorm=False``
@@ -222,7 +222,7 @@ def vgg_cifar(
     in_channels: int = 3, num_classes: int = 10, input_size: Any = 32, impl: str = "fast",
     dtype: Any = np.float32, rng: np.random.Generator | None = None,
 ) -> Sequential:
-    """The VGG-ish CIFAR network of seed-facts §4.
+    """The course's VGG-ish CIFAR network.
 
     c3-16, c16-16, mp, c16-32, c32-32, mp, c32-64, c64-64, mp, c64-128, c128-128 (3×3,
     pad 1, ReLU; mp = max 2×2 s2), adaptive average pool to 1×1, flatten, fc 128→10. Keys
