@@ -227,3 +227,71 @@ def test_pool_module_reprs_match_torch(torch):
 def test_pool_module_errors(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+# --- normalisation ---------------------------------------------------------------------------
+
+NORMS = [
+    (lambda i: nn.GroupNorm(2, 6, impl=i, dtype=np.float64), lambda t: t.nn.GroupNorm(2, 6),
+     (2, 6, 3, 4)),
+    (lambda i: nn.GroupNorm(3, 6, eps=1e-3, affine=False, impl=i, dtype=np.float64),
+     lambda t: t.nn.GroupNorm(3, 6, eps=1e-3, affine=False), (2, 6, 5)),
+    (lambda i: nn.GroupNorm(1, 4, impl=i, dtype=np.float64, bias=False),
+     lambda t: t.nn.GroupNorm(1, 4, bias=False), (3, 4)),
+    (lambda i: nn.LayerNorm((3, 4), impl=i, dtype=np.float64),
+     lambda t: t.nn.LayerNorm((3, 4)), (2, 5, 3, 4)),
+    (lambda i: nn.LayerNorm(7, bias=False, impl=i, dtype=np.float64),
+     lambda t: t.nn.LayerNorm(7, bias=False), (4, 7)),
+    (lambda i: nn.LayerNorm([5], elementwise_affine=False, impl=i, dtype=np.float64),
+     lambda t: t.nn.LayerNorm([5], elementwise_affine=False), (2, 3, 5)),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", range(len(NORMS)))
+def test_norm_modules_match_torch(case, impl, torch, rng):
+    make, make_t, shape = NORMS[case]
+    module, module_t = make(impl), make_t(torch).double()
+    for p in module_t.parameters():
+        torch.nn.init.normal_(p)
+    module.load_state_dict({k: v.numpy() for k, v in module_t.state_dict().items()})
+    assert list(module.state_dict()) == list(module_t.state_dict())
+    assert repr(module) == repr(module_t)
+    x = rng.standard_normal(shape) * 2
+    dout = rng.standard_normal(shape)
+    out = module(x)
+    module.zero_grad()
+    dx = module.backward(dout)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out_t = module_t(xt)
+    out_t.backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, p in module.named_parameters():
+        np.testing.assert_allclose(p.grad, dict(module_t.named_parameters())[name].grad.numpy(),
+                                   rtol=1e-10, atol=1e-12)
+    assert module.output_shape(shape) == shape
+
+
+@pytest.mark.parametrize("case", [0, 3])
+def test_norm_modules_finite_differences(case, rng):
+    module = NORMS[case][0]("fast")
+    for p in module.parameters():
+        p.data[...] = rng.standard_normal(p.shape)
+    errors = check_module(module, rng.standard_normal(NORMS[case][2]), h=1e-5)
+    assert max(errors.values()) < 1e-6
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: nn.GroupNorm(4, 6), r"^GroupNorm: num_groups .*num_groups=4, num_channels=6"),
+        (lambda: nn.GroupNorm(2, 6)(np.zeros((2, 4, 3))),
+         r"^GroupNorm: .*\(N, 6, \*\).*\(2, 4, 3\)"),
+        (lambda: nn.LayerNorm((3, 0)), r"^LayerNorm: normalized_shape .*\(3, 0\)"),
+        (lambda: nn.LayerNorm(3).output_shape((2, 4)), r"^LayerNorm: .*\(3,\), got \(2, 4\)"),
+    ],
+)
+def test_norm_module_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -28,6 +28,7 @@ from glasscnn.nn.layers import (
 from glasscnn.nn.loss import CrossEntropyLoss
 from glasscnn.nn.losses import BCEWithLogitsLoss, MSELoss, NLLLoss
 from glasscnn.nn.module import Module, Parameter
+from glasscnn.nn.norm import GroupNorm, LayerNorm
 from glasscnn.nn.pooling import AdaptiveMaxPool2d, AvgPool1d, MaxPool1d
 
 __all__ = [
@@ -43,7 +44,9 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "GroupNorm",
     "Hardswish",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
