@@ -3,6 +3,10 @@ parameter gradients (random upstream gradients), state_dict keys, finite differe
 
 from __future__ import annotations
 
+import re
+from collections import OrderedDict
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -295,3 +299,154 @@ def test_norm_modules_finite_differences(case, rng):
 def test_norm_module_errors(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+# --- branching: Concat, Identity, the Fire block of docs/branching.md -----------------------
+
+BRANCHING_DOC = Path(__file__).resolve().parents[1] / "docs" / "branching.md"
+
+
+def _doc_blocks():
+    """Run every Python block of docs/branching.md; return the last block's namespace."""
+    blocks = re.findall(r"```python\n(.*?)```", BRANCHING_DOC.read_text(), re.S)
+    assert len(blocks) == 2
+    namespace = {}
+    for code in blocks:
+        namespace = {}
+        exec(compile(code, str(BRANCHING_DOC), "exec"), namespace)
+    return namespace
+
+
+def _torch_fire(torch):
+    """torchvision's Fire block, written out (torchvision is not a dependency)."""
+
+    class Fire(torch.nn.Module):
+        def __init__(self, inplanes, squeeze_planes, expand1x1_planes, expand3x3_planes):
+            super().__init__()
+            self.squeeze = torch.nn.Conv2d(inplanes, squeeze_planes, kernel_size=1)
+            self.squeeze_activation = torch.nn.ReLU(inplace=True)
+            self.expand1x1 = torch.nn.Conv2d(squeeze_planes, expand1x1_planes, kernel_size=1)
+            self.expand1x1_activation = torch.nn.ReLU(inplace=True)
+            self.expand3x3 = torch.nn.Conv2d(squeeze_planes, expand3x3_planes, kernel_size=3,
+                                             padding=1)
+            self.expand3x3_activation = torch.nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            x = self.squeeze_activation(self.squeeze(x))
+            return torch.cat([self.expand1x1_activation(self.expand1x1(x)),
+                              self.expand3x3_activation(self.expand3x3(x))], 1)
+
+    return Fire
+
+
+def _compare_with_twin(torch, ours, theirs, x, rng, tol=1e-10):
+    """Load the twin's weights into ``ours``; compare output, dx and every parameter grad."""
+    theirs = theirs.double()
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    out = ours(x)
+    dout = rng.standard_normal(out.shape)
+    ours.zero_grad()
+    dx = ours.backward(dout)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out_t = theirs(xt)
+    out_t.backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=tol, atol=tol)
+    grads_t = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad, grads_t[name].grad.numpy(), rtol=tol, atol=tol)
+    assert ours.output_shape(x.shape) == out.shape
+
+
+def test_fire_block_of_the_docs_matches_torchvision_fire(torch, rng):
+    fire_cls = _doc_blocks()["Fire"]
+    torch.manual_seed(0)
+    ours = fire_cls(6, 3, 4, 5)
+    for _, p in ours.named_parameters():
+        p.data = p.data.astype(np.float64)
+        p.grad = np.zeros_like(p.data)
+    _compare_with_twin(torch, ours, _torch_fire(torch)(6, 3, 4, 5), rng.standard_normal(
+        (2, 6, 5, 7)), rng)
+
+
+def test_fire_block_finite_differences(rng):
+    fire_cls = _doc_blocks()["Fire"]
+    fire = fire_cls(3, 2, 2, 3)
+    for _, p in fire.named_parameters():
+        p.data = rng.standard_normal(p.shape)
+        p.grad = np.zeros_like(p.data)
+    errors = check_module(fire, rng.standard_normal((1, 3, 4, 3)), h=1e-6)
+    assert max(errors.values()) < 1e-6
+
+
+def _branches(dtype=np.float64):
+    o = {"dtype": dtype}
+    return OrderedDict(
+        branch1=nn.Sequential(nn.Conv2d(4, 3, 1, **o), nn.ReLU()),
+        branch2=nn.Sequential(nn.Conv2d(4, 2, 1, **o), nn.Tanh(), nn.Conv2d(2, 3, 3, padding=1,
+                                                                             **o)),
+        branch3=nn.Sequential(nn.MaxPool2d(3, 1, padding=1), nn.Conv2d(4, 2, 1, **o)),
+    )
+
+
+def _torch_branches(torch):
+    return torch.nn.ModuleDict(OrderedDict(
+        branch1=torch.nn.Sequential(torch.nn.Conv2d(4, 3, 1), torch.nn.ReLU()),
+        branch2=torch.nn.Sequential(torch.nn.Conv2d(4, 2, 1), torch.nn.Tanh(),
+                                    torch.nn.Conv2d(2, 3, 3, padding=1)),
+        branch3=torch.nn.Sequential(torch.nn.MaxPool2d(3, 1, padding=1),
+                                    torch.nn.Conv2d(4, 2, 1)),
+    ))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_concat_matches_torch_twin(impl, torch, rng):
+    class TorchConcat(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            for name, m in _torch_branches(torch).items():
+                self.add_module(name, m)
+
+        def forward(self, x):
+            return torch.cat([m(x) for m in self.children()], 1)
+
+    torch.manual_seed(0)
+    _compare_with_twin(torch, nn.Concat(_branches(), impl=impl), TorchConcat(),
+                       rng.standard_normal((2, 4, 5, 6)), rng)
+
+
+def test_dense_layer_with_identity_matches_torch(torch, rng):
+    class TorchDense(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3, padding=1), torch.nn.GELU())
+
+        def forward(self, x):
+            return torch.cat([x, self.body(x)], 1)
+
+    ours = nn.Concat(OrderedDict(identity=nn.Identity(), body=nn.Sequential(
+        nn.Conv2d(3, 2, 3, padding=1, dtype=np.float64), nn.GELU())))
+    _compare_with_twin(torch, ours, TorchDense(), rng.standard_normal((2, 3, 4, 4)), rng)
+
+
+def test_concat_finite_differences_and_no_input_grad(rng):
+    block = nn.Concat(_branches())
+    errors = check_module(block, rng.standard_normal((1, 4, 3, 3)), h=1e-6)
+    assert max(errors.values()) < 1e-6
+    block.requires_input_grad_(False)
+    out = block(rng.standard_normal((1, 4, 3, 3)))
+    assert block.backward(np.ones_like(out)) is None
+
+
+def test_concat_shapes_keys_and_errors():
+    block = nn.Concat(_branches())
+    assert block.output_shape((2, 4, 5, 6)) == (2, 8, 5, 6)
+    assert list(block.state_dict())[:2] == ["branch1.0.weight", "branch1.0.bias"]
+    assert list(nn.Concat(nn.Identity(), nn.ReLU()).named_children())[1][0] == "1"
+    with pytest.raises(ValueError, match=r"^Concat: expected at least one branch"):
+        nn.Concat()
+    with pytest.raises(ValueError, match=r"^Concat: branch '1' is not a Module, got int"):
+        nn.Concat(nn.ReLU(), 3)
+    with pytest.raises(ValueError, match=r"^Concat: branch outputs must agree .*\(2, 4, 3, 2\)"):
+        nn.Concat(nn.Identity(), nn.MaxPool2d(2)).output_shape((2, 4, 6, 4))

@@ -10,6 +10,7 @@ from glasscnn.nn.activations import (
     Softmax,
     Tanh,
 )
+from glasscnn.nn.branching import Concat, Identity
 from glasscnn.nn.containers import ResidualBlock, Sequential
 from glasscnn.nn.init import manual_seed
 from glasscnn.nn.layers import (
@@ -40,12 +41,14 @@ __all__ = [
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Concat",
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
     "GroupNorm",
     "Hardswish",
+    "Identity",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
