@@ -16,20 +16,35 @@ import numpy as np
 
 from glasscnn.kernels import conv_output_size
 from glasscnn.nn import (
+    GELU,
     AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    Concat,
     Conv2d,
     Dropout,
     Flatten,
+    GroupNorm,
+    Hardswish,
+    Identity,
+    LayerNorm,
+    LeakyReLU,
     Linear,
+    LogSoftmax,
+    MaxPool1d,
     MaxPool2d,
     Module,
     ReLU,
+    ReLU6,
     ResidualBlock,
     Sequential,
     Sigmoid,
+    SiLU,
+    Softmax,
+    Tanh,
 )
 
 KINDS = ("conv", "fc", "pool", "norm", "act", "add", "other")
@@ -497,3 +512,90 @@ def count_model(model: Module, input_shape: tuple[int, ...], opts: CountingOptio
                      type_name="Softmax")
     peak = max([_numel(input_shape) * itemsize] + [r["live_bytes"] for r in walk.rows])
     return walk.rows, peak
+
+
+# --- the layers beyond the course networks -----------------------------------------------
+# FLOPs per value under ``activations``: each elementary operation counts one (an exp, an
+# erf, a comparison, a clamp, a multiply), as Sigmoid's 4 (negate, exp, add, divide).
+_ACTIVATION_FLOPS: dict[type, tuple[int, str]] = {
+    Tanh: (1, "output"),  # tanh
+    LeakyReLU: (2, "input"),  # compare, multiply
+    ReLU6: (2, "input"),  # two clamps
+    Hardswish: (5, "input"),  # add 3, two clamps, multiply, divide by 6
+    SiLU: (5, "input"),  # sigmoid (4), multiply
+    GELU: (5, "input"),  # scale by 1/√2, erf, add 1, multiply by x, halve
+    Softmax: (5, "output"),  # max, subtract, exp, sum, divide
+    LogSoftmax: (5, "output"),  # max, subtract, exp, sum, log-and-subtract
+}
+
+
+def _activation(layer: Module, ins: tuple[int, ...], outs: tuple[int, ...],
+                opts: CountingOptions) -> LayerCount:
+    per_value, saves = _ACTIVATION_FLOPS[type(layer)]
+    return LayerCount(kind="act", extra_flops=per_value * _numel(outs) if opts.activations else 0,
+                      saves=(saves,))
+
+
+for _layer_type in _ACTIVATION_FLOPS:
+    register_rule(_layer_type)(_activation)
+
+
+@register_rule(Identity)
+def _identity(layer: Identity, ins: tuple[int, ...], outs: tuple[int, ...],
+              opts: CountingOptions) -> LayerCount:
+    return LayerCount(kind="other", view=True)
+
+
+@register_rule(AdaptiveMaxPool2d)
+def _adaptive_max_pool(layer: AdaptiveMaxPool2d, ins: tuple[int, ...], outs: tuple[int, ...],
+                       opts: CountingOptions) -> LayerCount:
+    n, c, h, w = ins
+    per_channel = _bin_total(h, outs[2]) * _bin_total(w, outs[3])
+    return LayerCount(kind="pool", extra_flops=n * c * per_channel if opts.pooling else 0,
+                      saved_own=_numel(outs))  # the argmax of every output
+
+
+def _pool1d(layer: Module, ins: tuple[int, ...], outs: tuple[int, ...],
+            opts: CountingOptions) -> LayerCount:
+    return LayerCount(kind="pool", extra_flops=_window_flops(outs, (1, layer.kernel_size), opts),
+                      saves=("input",) if isinstance(layer, MaxPool1d) else ())
+
+
+register_rule(MaxPool1d)(_pool1d)
+register_rule(AvgPool1d)(_pool1d)
+
+
+def _feature_norm(layer: Module, ins: tuple[int, ...], outs: tuple[int, ...],
+                  opts: CountingOptions) -> LayerCount:
+    """Statistics computed at inference too: sum, subtract, square, sum, scale per value
+    (5), plus scale and shift (2) with an affine map; x̂ and one 1/σ per row kept."""
+    rows = (ins[0] * layer.num_groups if isinstance(layer, GroupNorm)
+            else _numel(ins) // _numel(layer.normalized_shape))
+    per_value = 5 + (2 if layer.weight is not None else 0)
+    return LayerCount(kind="norm", extra_flops=per_value * _numel(outs) if opts.norm else 0,
+                      saved_own=_numel(ins) + rows)
+
+
+register_rule(GroupNorm)(_feature_norm)
+register_rule(LayerNorm)(_feature_norm)
+
+
+def _walk_concat(walk: Walk, name: str, block: Concat, x: _Tensor) -> _Tensor:
+    """Each branch on x (x and the branches' outputs so far held), then a ``cat`` row that
+    copies every branch output into the joined tensor."""
+    held = _numel(x.shape) * walk.itemsize
+    walk.held += held
+    outs = []
+    for child_name, child in block.named_children():
+        out = walk.visit(_join(name, child_name), child, x)
+        outs.append(out)
+        walk.held += _numel(out.shape) * walk.itemsize
+        held += _numel(out.shape) * walk.itemsize
+    walk.held -= held
+    y = walk.new_tensor(_output_shape(name, block, x.shape, walk.input_shape))
+    cat = LayerCount(kind="other", reads=sum(_numel(o.shape) for o in outs[1:]))
+    walk.add_row(_join(name, "cat"), None, outs[0], y, cat, type_name="Cat")
+    return y
+
+
+CONTAINERS[Concat] = _walk_concat
