@@ -450,3 +450,29 @@ def test_concat_shapes_keys_and_errors():
         nn.Concat(nn.ReLU(), 3)
     with pytest.raises(ValueError, match=r"^Concat: branch outputs must agree .*\(2, 4, 3, 2\)"):
         nn.Concat(nn.Identity(), nn.MaxPool2d(2)).output_shape((2, 4, 6, 4))
+
+
+def test_torch_twin_of_a_network_of_the_new_modules(torch, rng):
+    from glasscnn.io import to_torch
+
+    net = nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(3, 6, 3, padding=1, dtype=np.float64),
+        gn=nn.GroupNorm(3, 6, dtype=np.float64),
+        act=nn.Sequential(nn.GELU(), nn.LeakyReLU(0.2), nn.ReLU6(), nn.Hardswish(), nn.SiLU(),
+                          nn.Tanh()),
+        cat=nn.Concat(OrderedDict(a=nn.Conv2d(6, 2, 1, dtype=np.float64), b=nn.Identity())),
+        pool=nn.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True),
+        avg=nn.AvgPool2d(2, 1, ceil_mode=True, divisor_override=3),
+        amax=nn.AdaptiveMaxPool2d(2),
+        flat=nn.Flatten(start_dim=2),
+        mp=nn.MaxPool1d(2, 1, ceil_mode=True), ap=nn.AvgPool1d(2, 1, 1),
+        ln=nn.LayerNorm(4, dtype=np.float64),
+        flat2=nn.Flatten(),
+        sm=nn.LogSoftmax(1),
+    ))
+    for p in net.parameters():
+        p.data[...] = rng.standard_normal(p.shape)
+    twin = to_torch(net, torch)
+    x = rng.standard_normal((2, 3, 9, 8))
+    np.testing.assert_allclose(net(x), twin(torch.from_numpy(x)).detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
