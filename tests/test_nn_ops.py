@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import glasscnn.nn as nn
 from glasscnn.gradcheck import check_module
@@ -476,3 +478,29 @@ def test_torch_twin_of_a_network_of_the_new_modules(torch, rng):
     x = rng.standard_normal((2, 3, 9, 8))
     np.testing.assert_allclose(net(x), twin(torch.from_numpy(x)).detach().numpy(), rtol=1e-10,
                                atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(channels=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+       c_in=st.integers(1, 3), h=st.integers(1, 5), w=st.integers(1, 5),
+       dim=st.sampled_from([1, -3]), seed=st.integers(0, 2**16))
+def test_concat_random_branches_match_torch(channels, c_in, h, w, dim, seed, torch):
+    from glasscnn.io import to_torch
+
+    rng = np.random.default_rng(seed)
+    block = nn.Concat(*[nn.Sequential(nn.Conv2d(c_in, c, 1, dtype=np.float64), nn.Tanh())
+                        for c in channels], dim=dim)
+    twin = to_torch(block, torch)
+    x = rng.standard_normal((2, c_in, h, w))
+    out = block(x)
+    dout = rng.standard_normal(out.shape)
+    block.zero_grad()
+    dx = block.backward(dout)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out_t = twin(xt)
+    out_t.backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-13)
+    grads_t = dict(twin.named_parameters())
+    for name, p in block.named_parameters():
+        np.testing.assert_allclose(p.grad, grads_t[name].grad.numpy(), rtol=1e-12, atol=1e-13)
