@@ -568,3 +568,34 @@ def test_a_growing_windowed_layer_is_not_called_too_small():
         assert rep.rows[0]["output_shape"] == (1, 2, 2, 2)
     finally:
         del RULES[Upsample]
+def test_new_layers_are_counted(rng):
+    """Every layer of the new modules has a rule; shapes equal the real forward's; a Concat
+    adds a Cat row; FLOP conventions as docs/analysis.md."""
+    from collections import OrderedDict
+
+    from glasscnn import nn
+    net = nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(3, 8, 3, padding=1),
+        gn=nn.GroupNorm(2, 8),
+        gelu=nn.GELU(),
+        fire=nn.Concat(OrderedDict(a=nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU6()),
+                                   skip=nn.Identity())),
+        pool=nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+        amax=nn.AdaptiveMaxPool2d(2),
+        act=nn.Sequential(nn.LeakyReLU(), nn.SiLU(), nn.Hardswish(), nn.Tanh()),
+        flat=nn.Flatten(start_dim=2),
+        mp=nn.MaxPool1d(2, 1), ap=nn.AvgPool1d(2, 1),
+        flat2=nn.Flatten(), ln=nn.LayerNorm(24), fc=nn.Linear(24, 5),
+        out=nn.LogSoftmax(1), sm=nn.Softmax(1),
+    ))
+    rep = analyze(net, (3, 9, 9), batch_size=2)
+    out = net(rng.standard_normal((2, 3, 9, 9)).astype(np.float32))
+    rows = {r["name"]: r for r in rep.rows}
+    assert rows["sm"]["output_shape"] == out.shape
+    assert rows["fire.skip"]["activation_bytes"] == 0
+    assert rows["gn"]["params"] == 16 and rows["ln"]["params"] == 48
+    assert rows["gn"]["flops"] == 7 * 2 * 8 * 9 * 9
+    assert rows["gelu"]["flops"] == 5 * 2 * 8 * 9 * 9
+    assert rows["pool"]["output_shape"] == (2, 12, 5, 5)
+    assert rows["amax"]["flops"] == 2 * 12 * 6 * 6  # bins [0, 3) and [2, 5) per axis
+    assert rows["mp"]["flops"] == 2 * 12 * 3 * 2

@@ -506,6 +506,23 @@ INTEGER_CASES = {
                                            nn.Flatten(), nn.Linear(18, 2, dtype=d)),
                    (2, 3, 5, 5)),
     "Sigmoid": (lambda d: nn.Sigmoid(), (3, 5)),
+    "AdaptiveMaxPool2d": (lambda d: nn.AdaptiveMaxPool2d((2, 3)), (2, 3, 5, 7)),
+    "AvgPool1d": (lambda d: nn.AvgPool1d(3, 2, padding=1), (2, 3, 9)),
+    "Concat": (lambda d: nn.Concat(nn.Conv2d(3, 2, 1, dtype=d), nn.Identity()), (2, 3, 4, 5)),
+    "Conv1d": (lambda d: nn.Conv1d(4, 6, 3, padding=1, groups=2, dtype=d), (2, 4, 9)),
+    "ConvTranspose2d": (lambda d: nn.ConvTranspose2d(3, 4, 3, stride=2, dtype=d), (2, 3, 4, 5)),
+    "GELU": (lambda d: nn.GELU(), (3, 5)),
+    "GroupNorm": (lambda d: nn.GroupNorm(2, 4, dtype=d), (2, 4, 3, 3)),
+    "Hardswish": (lambda d: nn.Hardswish(), (3, 5)),
+    "Identity": (lambda d: nn.Identity(), (3, 5)),
+    "LayerNorm": (lambda d: nn.LayerNorm(5, dtype=d), (3, 5)),
+    "LeakyReLU": (lambda d: nn.LeakyReLU(0.1), (3, 5)),
+    "LogSoftmax": (lambda d: nn.LogSoftmax(1), (3, 5)),
+    "MaxPool1d": (lambda d: nn.MaxPool1d(3, 2, padding=1), (2, 3, 9)),
+    "ReLU6": (lambda d: nn.ReLU6(), (3, 5)),
+    "SiLU": (lambda d: nn.SiLU(), (3, 5)),
+    "Softmax": (lambda d: nn.Softmax(1), (3, 5)),
+    "Tanh": (lambda d: nn.Tanh(), (3, 5)),
 }
 
 

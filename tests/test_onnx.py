@@ -217,3 +217,49 @@ def test_convolutions_run_in_onnxruntime(name, build, shape, ops, tmp_path, rng)
     got = run_onnx(path, x)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+def test_new_layers_run_in_onnxruntime(tmp_path, rng):
+    """The layers of glasscnn.io.onnx_ops and the pool options, in one network: group and
+    layer norm, every new activation, a Concat with an identity branch, dilated and
+    ceil-mode pools, adaptive max pool, 1-D pools, log-softmax."""
+    from glasscnn import nn
+    model = nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(2, 6, 3, padding=1, rng=rng),
+        gn=nn.GroupNorm(3, 6),
+        gelu=nn.GELU(),
+        fire=nn.Concat(OrderedDict(
+            a=nn.Sequential(nn.Conv2d(6, 4, 1, rng=rng), nn.ReLU6()),
+            b=nn.Sequential(nn.Conv2d(6, 4, 3, padding=1, rng=rng), nn.Hardswish()),
+            skip=nn.Identity())),
+        pool=nn.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True),
+        avg=nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+        amax=nn.AdaptiveMaxPool2d(2),
+        lrelu=nn.LeakyReLU(0.1), silu=nn.SiLU(), tanh=nn.Tanh(),
+        flat=nn.Flatten(start_dim=2),
+        mp1=nn.MaxPool1d(2, 1, dilation=2, ceil_mode=True),
+        ap1=nn.AvgPool1d(2, 1, 1, ceil_mode=True, count_include_pad=False),
+        flat2=nn.Flatten(),
+        ln=nn.LayerNorm(42),
+        fc=nn.Linear(42, 5, rng=rng),
+        out=nn.LogSoftmax(1),
+    ))
+    for _, m in model.named_modules():
+        if isinstance(m, nn.GroupNorm | nn.LayerNorm):
+            m.weight.data[...] = rng.uniform(0.5, 1.5, m.weight.shape)
+            m.bias.data[...] = rng.normal(0, 0.2, m.bias.shape)
+    model.eval()
+    path = export_onnx(model, tmp_path / "new.onnx", (2, 15, 13))
+    x = rng.standard_normal((3, 2, 15, 13), dtype=np.float32)
+    assert rel_diff(run_onnx(path, x), model(x)) < 1e-5
+    softmax = nn.Sequential(nn.Conv2d(2, 3, 1, rng=rng), nn.Softmax(1), nn.AdaptiveMaxPool2d(1))
+    path = export_onnx(softmax, tmp_path / "softmax.onnx", (2, 4, 4))
+    x = rng.standard_normal((2, 2, 4, 4), dtype=np.float32)
+    assert rel_diff(run_onnx(path, x), softmax(x)) < 1e-5
+def test_new_layers_without_an_onnx_equivalent_are_refused(tmp_path):
+    from glasscnn import nn
+    with pytest.raises(ValueError, match=r"'1' \(AvgPool2d with divisor_override=3\)"):
+        export_onnx(Sequential(Conv2d(1, 2, 1), AvgPool2d(2, divisor_override=3)),
+                    tmp_path / "a.onnx", (1, 4, 4))
+    with pytest.raises(ValueError, match=r"'0' \(AdaptiveMaxPool2d to 3x3\) gets a 4x4"):
+        export_onnx(Sequential(nn.AdaptiveMaxPool2d(3)), tmp_path / "b.onnx", (1, 4, 4))
+    with pytest.raises(ValueError, match=r"'0' \(LayerNorm\) needs .*opset >= 17, got opset 13"):
+        export_onnx(Sequential(nn.LayerNorm(4)), tmp_path / "c.onnx", (1, 4, 4), opset=13)

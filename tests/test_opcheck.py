@@ -118,9 +118,8 @@ def test_cli_ops_with_torch(cheap, torch, capsys, dtype):
         assert ("—" in line) is (case.torch_fn is None)
 
 
-@pytest.mark.usefixtures("cheap")
 @pytest.mark.parametrize("torch_missing", [False, True])
-def test_cli_ops_without_torch(monkeypatch, capsys, torch_missing):
+def test_cli_ops_without_torch(cheap, monkeypatch, capsys, torch_missing):
     argv = ["ops", "--repeat", "1"]
     if torch_missing:
         monkeypatch.setitem(sys.modules, "torch", None)
@@ -130,7 +129,7 @@ def test_cli_ops_without_torch(monkeypatch, capsys, torch_missing):
     before, table = _table(capsys.readouterr().out)
     assert before == (["(torch is not installed: the fast-vs-torch column is empty)"]
                       if torch_missing else [])
-    assert len(table) == len(CHEAP)
+    assert len(table) == len(cheap)
     assert all(line.split()[-3] == "—" for line in table)
 
 

@@ -84,6 +84,47 @@ def _torch_bn(torch, x, gamma, beta):
     )
 
 
+def _class_loss_inputs(rng: np.random.Generator, dtype: Any) -> list[np.ndarray]:
+    labels = rng.integers(0, 10, (16, 6))
+    labels[0, :3] = -100
+    return [rng.standard_normal((16, 10, 6)).astype(dtype), labels,
+            rng.uniform(0.5, 2.0, 10).astype(dtype)]
+
+
+def _pair_inputs(rng: np.random.Generator, dtype: Any) -> list[np.ndarray]:
+    return [rng.standard_normal((64, 10)).astype(dtype), rng.uniform(0, 1, (64, 10)).astype(dtype)]
+
+
+def _cat_inputs(rng: np.random.Generator, dtype: Any) -> list[np.ndarray]:
+    return [rng.standard_normal((4, c, 16, 16)).astype(dtype) for c in (8, 16, 8)]
+
+
+def _norm_inputs(rng: np.random.Generator, dtype: Any) -> list[np.ndarray]:
+    x = rng.standard_normal((4, 16, 8, 8)).astype(dtype)
+    return [x, rng.standard_normal(16).astype(dtype), rng.standard_normal(16).astype(dtype)]
+
+
+def _ln_inputs(rng: np.random.Generator, dtype: Any) -> list[np.ndarray]:
+    x = rng.standard_normal((8, 16, 64)).astype(dtype)
+    return [x, rng.standard_normal(64).astype(dtype), rng.standard_normal(64).astype(dtype)]
+
+
+def _cat_forward(a, b, c, impl):
+    return K.cat_forward([a, b, c], 1, impl=impl)
+
+
+def _group_norm_forward(x, w, b, impl):
+    return K.group_norm_forward(x, 4, w, b, impl=impl)
+
+
+def _layer_norm_forward(x, w, b, impl):
+    return K.layer_norm_forward(x, 64, w, b, impl=impl)
+
+
+def _ce_options_forward(x, labels, weight, impl):
+    return K.softmax_cross_entropy_forward(x, labels, weight, label_smoothing=0.1, impl=impl)
+
+
 def cases() -> list[OpCase]:
     """The operators and the sizes ``glasscnn ops`` reports on."""
     return [
@@ -134,6 +175,56 @@ def cases() -> list[OpCase]:
         OpCase("add", "8x16x32x32", K.add_forward, K.add_backward,
                lambda rng, dtype: [rng.standard_normal((8, 16, 32, 32)).astype(dtype)
                                    for _ in range(2)], 2, {}, lambda t, a, b: a + b),
+        OpCase("max_pool2d", "4x8x17x17, 3x3 d2 ceil", K.max_pool2d_forward,
+               K.max_pool2d_backward, _normal(4, 8, 17, 17), 1,
+               {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True},
+               lambda t, x: t.nn.functional.max_pool2d(x, 3, 2, 1, 2, ceil_mode=True)),
+        OpCase("avg_pool2d", "4x8x17x17, ceil nopad", K.avg_pool2d_forward,
+               K.avg_pool2d_backward, _normal(4, 8, 17, 17), 1,
+               {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
+                "count_include_pad": False},
+               lambda t, x: t.nn.functional.avg_pool2d(x, 3, 2, 1, True, False)),
+        OpCase("adaptive_max_pool2d", "8x16x7x7 -> 3x3", K.adaptive_max_pool2d_forward,
+               K.adaptive_max_pool2d_backward, _normal(8, 16, 7, 7), 1, {"output_size": 3},
+               lambda t, x: t.nn.functional.adaptive_max_pool2d(x, 3)),
+        OpCase("tanh", "4x8x16x16", K.tanh_forward, K.tanh_backward, _normal(4, 8, 16, 16), 1,
+               {}, lambda t, x: t.tanh(x)),
+        OpCase("leaky_relu", "4x8x16x16, slope 0.1", K.leaky_relu_forward,
+               K.leaky_relu_backward, _normal(4, 8, 16, 16), 1, {"negative_slope": 0.1},
+               lambda t, x: t.nn.functional.leaky_relu(x, 0.1)),
+        OpCase("relu6", "4x8x16x16", K.relu6_forward, K.relu6_backward,
+               lambda rng, dtype: [(rng.standard_normal((4, 8, 16, 16)) * 4).astype(dtype)], 1,
+               {}, lambda t, x: t.nn.functional.relu6(x)),
+        OpCase("hardswish", "4x8x16x16", K.hardswish_forward, K.hardswish_backward,
+               lambda rng, dtype: [(rng.standard_normal((4, 8, 16, 16)) * 4).astype(dtype)], 1,
+               {}, lambda t, x: t.nn.functional.hardswish(x)),
+        OpCase("silu", "4x8x16x16", K.silu_forward, K.silu_backward, _normal(4, 8, 16, 16), 1,
+               {}, lambda t, x: t.nn.functional.silu(x)),
+        OpCase("gelu", "4x8x16x16", K.gelu_forward, K.gelu_backward, _normal(4, 8, 16, 16), 1,
+               {}, lambda t, x: t.nn.functional.gelu(x)),
+        OpCase("softmax", "64x100, dim 1", K.softmax_forward, K.softmax_backward,
+               _normal(64, 100), 1, {"dim": 1}, lambda t, x: t.softmax(x, 1)),
+        OpCase("log_softmax", "64x100, dim 1", K.log_softmax_forward, K.log_softmax_backward,
+               _normal(64, 100), 1, {"dim": 1}, lambda t, x: t.log_softmax(x, 1)),
+        OpCase("softmax_cross_entropy", "16x10x6, w+ignore+ls",
+               _ce_options_forward, K.softmax_cross_entropy_backward, _class_loss_inputs, 1, {},
+               lambda t, x, y, w: t.nn.functional.cross_entropy(x, y, weight=w,
+                                                                label_smoothing=0.1)),
+        OpCase("nll_loss", "16x10x6, w+ignore", K.nll_loss_forward, K.nll_loss_backward,
+               _class_loss_inputs, 1, {},
+               lambda t, x, y, w: t.nn.functional.nll_loss(x, y, weight=w)),
+        OpCase("mse_loss", "64x10", K.mse_loss_forward, K.mse_loss_backward, _pair_inputs, 2,
+               {}, lambda t, x, y: t.nn.functional.mse_loss(x, y)),
+        OpCase("binary_cross_entropy_with_logits", "64x10",
+               K.binary_cross_entropy_with_logits_forward,
+               K.binary_cross_entropy_with_logits_backward, _pair_inputs, 2, {},
+               lambda t, x, y: t.nn.functional.binary_cross_entropy_with_logits(x, y)),
+        OpCase("cat", "4x(8|16|8)x16x16", _cat_forward, K.cat_backward, _cat_inputs, 3,
+               {}, lambda t, a, b, c: t.cat([a, b, c], 1)),
+        OpCase("group_norm", "4x16x8x8, 4 groups", _group_norm_forward, K.group_norm_backward,
+               _norm_inputs, 3, {}, lambda t, x, w, b: t.nn.functional.group_norm(x, 4, w, b)),
+        OpCase("layer_norm", "8x16x64, last axis", _layer_norm_forward, K.layer_norm_backward,
+               _ln_inputs, 3, {}, lambda t, x, w, b: t.nn.functional.layer_norm(x, (64,), w, b)),
     ]
 
 

@@ -16,8 +16,11 @@ from typing import Any
 import numpy as np
 
 from glasscnn.nn import (
+    GELU,
     AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
     Add,
+    AvgPool1d,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
@@ -26,11 +29,21 @@ from glasscnn.nn import (
     ConvTranspose2d,
     Dropout,
     Flatten,
+    GroupNorm,
+    Hardswish,
+    Identity,
+    LayerNorm,
+    LeakyReLU,
     Linear,
+    LogSoftmax,
+    MaxPool1d,
     MaxPool2d,
     Module,
     ReLU,
+    ReLU6,
     Sigmoid,
+    SiLU,
+    Softmax,
     Tanh,
 )
 
@@ -366,3 +379,69 @@ def _add(layer: Add, ins: tuple[int, ...], outs: tuple[int, ...],
          opts: CountingOptions) -> LayerCount:
     return LayerCount(kind="add", extra_flops=_numel(outs) if opts.add else 0,
                       reads=_numel(ins))
+
+
+# FLOPs per value of the activations beyond ReLU and Sigmoid, under ``activations``: each
+# elementary operation counts one (an exp, an erf, a comparison, a clamp, a multiply), as
+# Sigmoid's 4 (negate, exp, add, divide).
+_ACTIVATION_FLOPS: dict[type, tuple[int, str]] = {
+    Tanh: (1, "output"),  # tanh
+    LeakyReLU: (2, "input"),  # compare, multiply
+    ReLU6: (2, "input"),  # two clamps
+    Hardswish: (5, "input"),  # add 3, two clamps, multiply, divide by 6
+    SiLU: (5, "input"),  # sigmoid (4), multiply
+    GELU: (5, "input"),  # scale by 1/√2, erf, add 1, multiply by x, halve
+    Softmax: (5, "output"),  # max, subtract, exp, sum, divide
+    LogSoftmax: (5, "output"),  # max, subtract, exp, sum, log-and-subtract
+}
+
+
+def _activation(layer: Module, ins: tuple[int, ...], outs: tuple[int, ...],
+                opts: CountingOptions) -> LayerCount:
+    per_value, saves = _ACTIVATION_FLOPS[type(layer)]
+    return LayerCount(kind="act", extra_flops=per_value * _numel(outs) if opts.activations else 0,
+                      saves=(saves,))
+
+
+for _layer_type in _ACTIVATION_FLOPS:
+    register_rule(_layer_type)(_activation)
+
+
+@register_rule(Identity)
+def _identity(layer: Identity, ins: tuple[int, ...], outs: tuple[int, ...],
+              opts: CountingOptions) -> LayerCount:
+    return LayerCount(kind="other", view=True)
+
+
+@register_rule(AdaptiveMaxPool2d)
+def _adaptive_max_pool(layer: AdaptiveMaxPool2d, ins: tuple[int, ...], outs: tuple[int, ...],
+                       opts: CountingOptions) -> LayerCount:
+    n, c, h, w = ins
+    per_channel = _bin_total(h, outs[2]) * _bin_total(w, outs[3])
+    return LayerCount(kind="pool", extra_flops=n * c * per_channel if opts.pooling else 0,
+                      saved_own=_numel(outs))  # the argmax of every output
+
+
+def _pool1d(layer: Module, ins: tuple[int, ...], outs: tuple[int, ...],
+            opts: CountingOptions) -> LayerCount:
+    return LayerCount(kind="pool", extra_flops=_window_flops(outs, (1, layer.kernel_size), opts),
+                      saves=("input",) if isinstance(layer, MaxPool1d) else ())
+
+
+register_rule(MaxPool1d)(_pool1d)
+register_rule(AvgPool1d)(_pool1d)
+
+
+def _feature_norm(layer: Module, ins: tuple[int, ...], outs: tuple[int, ...],
+                  opts: CountingOptions) -> LayerCount:
+    """Statistics computed at inference too: sum, subtract, square, sum, scale per value
+    (5), plus scale and shift (2) with an affine map; x̂ and one 1/σ per row kept."""
+    rows = (ins[0] * layer.num_groups if isinstance(layer, GroupNorm)
+            else _numel(ins) // _numel(layer.normalized_shape))
+    per_value = 5 + (2 if layer.weight is not None else 0)
+    return LayerCount(kind="norm", extra_flops=per_value * _numel(outs) if opts.norm else 0,
+                      saved_own=_numel(ins) + rows)
+
+
+register_rule(GroupNorm)(_feature_norm)
+register_rule(LayerNorm)(_feature_norm)

@@ -23,6 +23,8 @@ ResidualBlock          its layers, then Add of the shortcut, then Relu
 residual_parts()       likewise, for blocks naming their parts (torchvision's ResNet)
 =====================  =========================================================
 
+The activations, pools, norms and ``Concat`` beyond these are in ``glasscnn.io.onnx_ops``.
+
 Batch norm always uses the running statistics: the exported graph is the network in
 evaluation mode. The batch axis is symbolic (``batch``); the spatial size is the one given
 at export, because an adaptive pool's kernel depends on it.
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from glasscnn.io import onnx_ops
 from glasscnn.nn import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -76,8 +79,9 @@ def require_onnx() -> ModuleType:
 class _GraphBuilder:
     """Collects nodes and initializers while walking the module tree."""
 
-    def __init__(self, onnx: ModuleType) -> None:
+    def __init__(self, onnx: ModuleType, opset: int = DEFAULT_OPSET) -> None:
         self.onnx = onnx
+        self.opset = opset
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self._names: set[str] = set()
@@ -182,10 +186,13 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
                   g.weight(dot + "running_mean", module.running_mean),
                   g.weight(dot + "running_var", module.running_var)]
         return g.node("BatchNormalization", inputs, name, epsilon=float(module.eps)), out_shape
+    out = onnx_ops.emit(g, module, name, dot, x, shape, g.opset, _emit)
+    if out is not None:
+        return out, out_shape
     raise ValueError(f"export_onnx: layer {name!r} ({type(module).__name__}) has no ONNX "
                      "mapping; supported: Conv2d, ConvTranspose2d, Conv1d, Linear, MaxPool2d, "
                      "AvgPool2d, AdaptiveAvgPool2d, ReLU, Sigmoid, Flatten, BatchNorm1d/2d, "
-                     "Dropout, ResidualBlock, Sequential")
+                     f"Dropout, ResidualBlock, Sequential, {onnx_ops.SUPPORTED}")
 
 
 def _emit_residual(g: _GraphBuilder, parts: tuple[Any, Any, Any], dot: str, x: str,
@@ -267,7 +274,7 @@ def export_onnx(
     if len(shape) not in (3, 4):
         raise ValueError(f"export_onnx: input_shape must be (C, H, W) or (C, L), "
                          f"got {input_shape}")
-    g = _GraphBuilder(onnx)
+    g = _GraphBuilder(onnx, opset)
     g._names.add(input_name)
     out, out_shape = _emit(g, model, "", input_name, shape)
     producer = next((n for n in g.nodes if n.output[0] == out), None)

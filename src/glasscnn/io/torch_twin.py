@@ -74,10 +74,12 @@ def _twin(module: gnn.Module, torch: Any) -> Any:
     if isinstance(module, gnn.Linear):
         return nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
     if isinstance(module, gnn.MaxPool2d):
-        return nn.MaxPool2d(module.kernel_size, module.stride, module.padding)
+        return nn.MaxPool2d(module.kernel_size, module.stride, module.padding, module.dilation,
+                            module.return_indices, module.ceil_mode)
     if isinstance(module, gnn.AvgPool2d):
-        return nn.AvgPool2d(module.kernel_size, module.stride, module.padding,
-                            count_include_pad=module.count_include_pad)
+        return nn.AvgPool2d(module.kernel_size, module.stride, module.padding, module.ceil_mode,
+                            count_include_pad=module.count_include_pad,
+                            divisor_override=module.divisor_override)
     if isinstance(module, gnn.AdaptiveAvgPool2d):
         return nn.AdaptiveAvgPool2d(module.output_size)
     if isinstance(module, gnn.BatchNorm2d):
@@ -88,10 +90,54 @@ def _twin(module: gnn.Module, torch: Any) -> Any:
         return nn.Dropout(module.p)
     if isinstance(module, gnn.Flatten):
         return nn.Flatten(module.start_dim)
-    simple = {gnn.ReLU: nn.ReLU, gnn.Sigmoid: nn.Sigmoid}
+    simple = {gnn.ReLU: nn.ReLU, gnn.Sigmoid: nn.Sigmoid, gnn.Tanh: nn.Tanh, gnn.ReLU6: nn.ReLU6,
+              gnn.Hardswish: nn.Hardswish, gnn.SiLU: nn.SiLU, gnn.GELU: nn.GELU,
+              gnn.Identity: nn.Identity}
     if type(module) in simple:
         return simple[type(module)]()
+    twin = _twin_more(module, torch)
+    if twin is not None:
+        return twin
     raise ValueError(f"to_torch: no PyTorch counterpart for layer {type(module).__name__}")
+
+
+def _twin_more(module: gnn.Module, torch: Any) -> Any:
+    """The twins of the layers with arguments beyond the course networks, else ``None``."""
+    nn = torch.nn
+    if isinstance(module, gnn.LeakyReLU):
+        return nn.LeakyReLU(module.negative_slope)
+    if isinstance(module, gnn.Softmax | gnn.LogSoftmax):
+        return getattr(nn, type(module).__name__)(module.dim)
+    if isinstance(module, gnn.AdaptiveMaxPool2d):
+        return nn.AdaptiveMaxPool2d(module.output_size, module.return_indices)
+    if isinstance(module, gnn.MaxPool1d):
+        return nn.MaxPool1d(module.kernel_size, module.stride, module.padding, module.dilation,
+                            module.return_indices, module.ceil_mode)
+    if isinstance(module, gnn.AvgPool1d):
+        return nn.AvgPool1d(module.kernel_size, module.stride, module.padding, module.ceil_mode,
+                            module.count_include_pad)
+    if isinstance(module, gnn.GroupNorm):
+        return nn.GroupNorm(module.num_groups, module.num_channels, module.eps, module.affine,
+                            bias=module.bias is not None)
+    if isinstance(module, gnn.LayerNorm):
+        return nn.LayerNorm(module.normalized_shape, module.eps, module.elementwise_affine,
+                            bias=module.bias is not None)
+    if isinstance(module, gnn.Concat):
+        return _concat_twin(module, torch)
+    return None
+
+
+def _concat_twin(block: gnn.Concat, torch: Any) -> Any:
+    class Concat(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            for name, child in block.named_children():
+                self.add_module(name, _twin(child, torch))
+
+        def forward(self, x: Any) -> Any:
+            return torch.cat([branch(x) for branch in self.children()], block.dim)
+
+    return Concat()
 
 
 def _residual_twin(block: gnn.Module, main: list[str], shortcut: str | None, act: str,

@@ -31,6 +31,7 @@ from glasscnn.kernels.adaptive_pool import (
     adaptive_max_pool2d_forward,
     adaptive_max_pool2d_indices,
 )
+from glasscnn.kernels.concat import cat_backward, cat_forward
 from glasscnn.kernels.conv import (
     conv2d_backward,
     conv2d_forward,
@@ -43,6 +44,12 @@ from glasscnn.kernels.conv import (
 )
 from glasscnn.kernels.dropout import dropout_backward, dropout_forward
 from glasscnn.kernels.elementwise import add_backward, add_forward
+from glasscnn.kernels.feature_norm import (
+    group_norm_backward,
+    group_norm_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+)
 from glasscnn.kernels.linear import (
     flatten_backward,
     flatten_forward,
@@ -89,6 +96,8 @@ __all__ = [
     "batch_norm_forward",
     "binary_cross_entropy_with_logits_backward",
     "binary_cross_entropy_with_logits_forward",
+    "cat_backward",
+    "cat_forward",
     "channels_last",
     "conv2d_backward",
     "conv2d_forward",
@@ -104,8 +113,12 @@ __all__ = [
     "flatten_forward",
     "gelu_backward",
     "gelu_forward",
+    "group_norm_backward",
+    "group_norm_forward",
     "hardswish_backward",
     "hardswish_forward",
+    "layer_norm_backward",
+    "layer_norm_forward",
     "leaky_relu_backward",
     "leaky_relu_forward",
     "linear_backward",

@@ -179,7 +179,7 @@ def tanh_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:
 
     Returns:
         ``(out, cache)``, ``out`` shaped and typed like ``x``; the cache holds ``x`` and
-        ``out`` (as for every activation below), not to be modified before the backward pass.
+        ``out`` (as every activation below), not to be modified before the backward pass.
     """
     return _forward("tanh", x, impl, math.tanh, np.tanh)  # y = tanh(x)
 
@@ -188,7 +188,7 @@ def tanh_backward(dout: Any, cache: dict) -> tuple[Any]:
     """Gradient of tanh: ``dout · (1 − tanh(x)²)``.
 
     Args:
-        dout: upstream gradient, shaped like the output (as for every backward below).
+        dout: upstream gradient, shaped like the output.
         cache: the cache from ``tanh_forward``.
 
     Returns:
@@ -222,6 +222,10 @@ def leaky_relu_forward(x: Any, negative_slope: float = 0.01, impl: str = "fast"
 def leaky_relu_backward(dout: Any, cache: dict) -> tuple[Any]:
     """Gradient of leaky ReLU: ``dout`` where x > 0, else ``negative_slope · dout``.
 
+    Args:
+        dout: upstream gradient, shaped like the output.
+        cache: the cache from ``leaky_relu_forward``.
+
     Returns:
         ``(dx,)`` shaped and typed like the input.
     """
@@ -249,6 +253,10 @@ def relu6_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:
 def relu6_backward(dout: Any, cache: dict) -> tuple[Any]:
     """Gradient of ReLU6: ``dout`` where 0 < x < 6, else 0 (PyTorch's choice at the kinks).
 
+    Args:
+        dout: upstream gradient, shaped like the output.
+        cache: the cache from ``relu6_forward``.
+
     Returns:
         ``(dx,)`` shaped and typed like the input.
     """
@@ -275,6 +283,10 @@ def hardswish_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:
 
 def hardswish_backward(dout: Any, cache: dict) -> tuple[Any]:
     """Gradient of hardswish: ``dout`` times 0 for x ≤ −3, x/3 + 1/2 for −3 < x < 3, else 1.
+
+    Args:
+        dout: upstream gradient, shaped like the output.
+        cache: the cache from ``hardswish_forward``.
 
     Returns:
         ``(dx,)`` shaped and typed like the input (PyTorch's values at the kinks).
@@ -319,6 +331,10 @@ def silu_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:
 def silu_backward(dout: Any, cache: dict) -> tuple[Any]:
     """Gradient of SiLU: ``dout · σ(x) · (1 + x · (1 − σ(x)))``.
 
+    Args:
+        dout: upstream gradient, shaped like the output.
+        cache: the cache from ``silu_forward``.
+
     Returns:
         ``(dx,)`` shaped and typed like the input.
     """
@@ -357,6 +373,10 @@ def gelu_forward(x: Any, impl: str = "fast") -> tuple[Any, dict]:
 
 def gelu_backward(dout: Any, cache: dict) -> tuple[Any]:
     """Gradient of GELU: ``dout · (Φ(x) + x · φ(x))``, φ the standard normal density.
+
+    Args:
+        dout: upstream gradient, shaped like the output.
+        cache: the cache from ``gelu_forward``.
 
     Returns:
         ``(dx,)`` shaped and typed like the input.

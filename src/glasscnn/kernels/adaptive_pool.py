@@ -214,6 +214,9 @@ def adaptive_max_pool2d_indices(cache: dict[str, Any]) -> Any:
     """PyTorch's ``return_indices`` of an adaptive max pooling: each output's argmax as a
     flat index ``h·W + w`` into its (n, c) plane (the first maximum on ties).
 
+    Args:
+        cache: from ``adaptive_max_pool2d_forward`` (both kernels record the indices).
+
     Returns:
         int64 array of shape (N, C, H_out, W_out).
     """

@@ -107,6 +107,18 @@ def _window_args(
             f"{op}: kernel_size {k} is larger than the padded input "
             f"{h + 2 * p[0]}x{w + 2 * p[1]} (input shape {x.shape}, padding {p}, dilation {d})"
         )
+    for axis, (n, kk, ss, pp, dd, o) in enumerate(zip((h, w), k, s, p, d, out, strict=True)):
+        if dd == 1:  # P ≤ K/2 and the ceil_mode rule keep undilated windows non-empty
+            continue
+        starts = np.arange(o) * ss - pp  # window i's cells: starts[i] + a·D, 0 ≤ a < K
+        first = starts + -(-np.maximum(-starts, 0) // dd) * dd  # its first cell at or after 0
+        empty = (first >= n) | (first > starts + dd * (kk - 1))
+        if empty.any():  # PyTorch returns -inf there
+            raise ValueError(
+                f"{op}: the window of output {'row' if axis == 0 else 'column'} "
+                f"{int(np.argmax(empty))} covers no input cell (input shape {x.shape}, "
+                f"kernel_size {k}, padding {p}, dilation {d})"
+            )
     # padding after: up to the last window's last cell, and at least P
     p_end = tuple(max(pp, (o - 1) * ss + dd * (kk - 1) + 1 - n - pp)
                   for n, kk, ss, pp, dd, o in zip((h, w), k, s, p, d, out, strict=True))

@@ -10,6 +10,7 @@ from glasscnn.nn.activations import (
     Softmax,
     Tanh,
 )
+from glasscnn.nn.branching import Concat, Identity
 from glasscnn.nn.containers import ResidualBlock, Sequential
 from glasscnn.nn.conv import Conv1d, ConvTranspose2d
 from glasscnn.nn.hooks import (
@@ -35,6 +36,7 @@ from glasscnn.nn.layers import (
 from glasscnn.nn.loss import CrossEntropyLoss
 from glasscnn.nn.losses import BCEWithLogitsLoss, MSELoss, NLLLoss
 from glasscnn.nn.module import BackwardOrderError, Module, Parameter
+from glasscnn.nn.norm import GroupNorm, LayerNorm
 from glasscnn.nn.pooling import AdaptiveMaxPool2d, AvgPool1d, MaxPool1d
 
 __all__ = [
@@ -48,13 +50,17 @@ __all__ = [
     "BackwardOrderError",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Concat",
     "Conv1d",
     "Conv2d",
     "ConvTranspose2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "GroupNorm",
     "Hardswish",
+    "Identity",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",

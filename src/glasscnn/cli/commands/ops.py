@@ -31,14 +31,16 @@ def run(args: argparse.Namespace) -> int:
         except ImportError:
             print("(torch is not installed: the fast-vs-torch column is empty)")
     rows = check_ops(dtype=np.dtype(args.dtype), repeat=args.repeat, torch=torch)
-    header = (f"{'op':<22} {'size':<20} {'|naive-fast|':>13} {'|fast-torch|':>13} "
+    w_op = max(22, *(len(r["op"]) for r in rows))
+    w_size = max(20, *(len(r["size"]) for r in rows))
+    header = (f"{'op':<{w_op}} {'size':<{w_size}} {'|naive-fast|':>13} {'|fast-torch|':>13} "
               f"{'fwd x':>8} {'bwd x':>8}")
     print(f"dtype {args.dtype}; max absolute differences over output and all gradients "
           "(random upstream gradient); speed-up = naive time / fast time")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['op']:<22} {r['size']:<20} {_fmt(r['naive_vs_fast']):>13} "
+        print(f"{r['op']:<{w_op}} {r['size']:<{w_size}} {_fmt(r['naive_vs_fast']):>13} "
               f"{_fmt(r['fast_vs_torch']):>13} {r['forward_speedup']:>7.1f}x "
               f"{r['backward_speedup']:>7.1f}x")
     return 0
