@@ -11,8 +11,8 @@ starts from the same initial weights and reads the very same batches (same loade
 shuffling and augmentation); optimizer, schedule and L2 term are the torch.optim
 equivalents. Both train on the full training split (no validation hold-out; the recipe is
 fixed, nothing is selected on test data) and are scored on the test split. The table gives
-both accuracies, their difference and the training wall-clock times. The seeds' ablation
-(seed-facts.md §4) compares lenet_bn with per-channel normalisation + batch norm + dropout
+both accuracies, their difference and the training wall-clock times. The course's LeNet-BN
+ablation compares lenet_bn with per-channel normalisation + batch norm + dropout
 against /255 rescaling with neither. Results go to OUT/accuracy.json and OUT/*_curves.png.
 Exit status 1 if a target (or the 0.5-point agreement with PyTorch) is missed in a full run.
 """
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     checked = not args.quick and not args.epochs
     print("\n" + table(results, checked) if results else "")
     if ablation:
-        print("\nseed ablation (seed-facts.md §4), lenet_bn on fashion-mnist, glasscnn:")
+        print("\nthe course's LeNet-BN ablation, lenet_bn on fashion-mnist, glasscnn:")
         print(table(ablation, False))
     (out / "accuracy.json").write_text(json.dumps({"results": results, "ablation": ablation,
                                                    "quick": args.quick}, indent=1))
