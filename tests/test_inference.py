@@ -461,3 +461,33 @@ def test_predictions_display_compactly_and_as_html(seed_npz, cifar_pngs):
     assert page.count("<tr>") == 4 and page.count('<img src="data:image/png;base64,') == 3
     assert result[0].thumbnail.shape == (33, 33, 3) and result[0].thumbnail.dtype == np.uint8
     assert result[0]._repr_html_().count("<img") == 1
+
+
+@pytest.mark.parametrize("how", ["load_model", "predict", "evaluate"])
+def test_checkpoint_metadata_cannot_make_predict_or_evaluate_allocate(how, tmp_path):
+    """A small checkpoint whose meta.json asks for 6,000,000 classes is refused before the
+    model is built, through every path that rebuilds a model from a file."""
+    import tracemalloc
+
+    import glasscnn
+    from glasscnn.io import CheckpointError
+    from glasscnn.train.run import evaluate_checkpoint
+
+    state = models.get("lenet_bn", in_channels=1, input_size=28).state_dict()
+    path = tmp_path / "classes.npz"
+    save_checkpoint(path, Checkpoint({"model": "lenet_bn", "data": "fashion-mnist",
+                                      "model_kwargs": {"in_channels": 1, "input_size": 28,
+                                                       "num_classes": 6_000_000}}, state))
+    calls = {
+        "load_model": lambda: glasscnn.load_model(path),
+        "predict": lambda: glasscnn.predict(path, np.zeros((1, 1, 28, 28), np.float32)),
+        "evaluate": lambda: evaluate_checkpoint(path),
+    }
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"classes\.npz"):
+            calls[how]()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20

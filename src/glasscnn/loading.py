@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from glasscnn import models
-from glasscnn.checkpoint import Checkpoint, load_checkpoint
+from glasscnn.checkpoint import Checkpoint, build_model_for, load_checkpoint
 from glasscnn.data.datasets import SPECS
 from glasscnn.data.images import require_pillow
 from glasscnn.data.transforms import MeanImage, Normalizer, load_image
@@ -350,13 +350,17 @@ def _glasscnn_checkpoint(path: Path) -> Checkpoint | None:
     return read_checkpoint(path) if "meta.json" in names else None
 
 
-def build_zoo_model(name: str, kwargs: Mapping[str, Any], source: str = "") -> Module:
+def build_zoo_model(name: str, kwargs: Mapping[str, Any], source: str = "",
+                    weights: Mapping[str, np.ndarray] | None = None) -> Module:
     """``models.get(name, **kwargs)``, with an unknown argument a ``ValueError`` listing them.
 
     Args:
         name: a zoo model.
         kwargs: the builder's keyword arguments.
         source: the file they came from, for the message.
+        weights: the state_dict the model is built for; when given, arguments that would
+            make the model larger than these weights are refused before anything is
+            allocated (``glasscnn.checkpoint.build_model_for``).
     """
     builder = models.REGISTRY[name][0] if name in models.REGISTRY else None
     if builder is not None:
@@ -368,6 +372,8 @@ def build_zoo_model(name: str, kwargs: Mapping[str, Any], source: str = "") -> M
                 raise ValueError(f"{where}model {name} takes no argument "
                                  f"{', '.join(map(repr, unknown))}; its arguments are "
                                  f"{', '.join(params)}")
+    if weights is not None:
+        return build_model_for(name, dict(kwargs), dict(weights), source or "state_dict")
     try:
         return models.get(name, **kwargs)
     except TypeError as err:
@@ -502,8 +508,10 @@ def load_predictor(
                 raise ValueError(f"{path}: a plain state_dict names no model; pass --model "
                                  f"NAME (one of {', '.join(models.REGISTRY)})")
             kwargs = dict(model_kwargs or {})
-            model = build_zoo_model(model_name, kwargs)
-            _fill(model, model_name, _guarded(path, load_state_dict), source, strip_prefix)
+            state_dict = _guarded(path, load_state_dict)
+            model = build_zoo_model(model_name, kwargs, source,
+                                    None if strip_prefix else state_dict)
+            _fill(model, model_name, state_dict, source, strip_prefix)
             pre = recipe_preprocessing(model_name, kwargs)
             classes, note = _plain_classes(model_name, _num_outputs(model, pre.input_shape))
             return LoadedModel(model.eval(), model_name, pre, classes, source, kwargs, note)
@@ -514,11 +522,12 @@ def load_predictor(
                          "(or, from Python, load_model(path, model=your_module))")
     kwargs = dict(meta.get("model_kwargs", {})) if name == meta.get("model") else {}
     kwargs.update(model_kwargs or {})
-    model = build_zoo_model(name, kwargs, source)
     if best and "best" not in ckpt.groups:
         raise ValueError(f"{source}: no best-validation weights (group 'best') in the "
                          "checkpoint; it was trained without a validation split")
-    _fill(model, name, ckpt.groups["best"] if best else ckpt.state_dict, source, strip_prefix)
+    weights = ckpt.groups["best"] if best else ckpt.state_dict
+    model = build_zoo_model(name, kwargs, source, None if strip_prefix else weights)
+    _fill(model, name, weights, source, strip_prefix)
     pre = checkpoint_preprocessing(ckpt, name, kwargs, source)
     classes, note = _checkpoint_classes(meta, name, _num_outputs(model, pre.input_shape))
     return LoadedModel(model.eval(), name, pre, classes, source, kwargs, note)

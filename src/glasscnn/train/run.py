@@ -353,11 +353,12 @@ def evaluate_checkpoint(
         raise ValueError(f"evaluate: weights must be 'last' or 'best', got {weights!r}")
     if not ckpt.meta.get("model"):
         raise ValueError(f"{checkpoint}: the checkpoint names no zoo model to rebuild")
-    model = build_zoo_model(ckpt.meta["model"], ckpt.meta.get("model_kwargs", {}),
-                            str(checkpoint))
     if weights == "best" and "best" not in ckpt.groups:
         raise ValueError(f"{checkpoint}: no best-validation weights (group 'best')")
-    model.load_state_dict(ckpt.groups["best"] if weights == "best" else ckpt.state_dict)
+    state_dict = ckpt.groups["best"] if weights == "best" else ckpt.state_dict
+    model = build_zoo_model(ckpt.meta["model"], ckpt.meta.get("model_kwargs", {}),
+                            str(checkpoint), state_dict)
+    model.load_state_dict(state_dict)
     model.eval()
     dataset = load(data, root, split)
     if limit is not None:
