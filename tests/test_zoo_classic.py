@@ -305,6 +305,37 @@ def test_training_step_gradients_match_torch(name, torch):
         np.testing.assert_allclose(b, buffers[key].numpy(), rtol=1e-7, atol=1e-10)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_eval_forward_keeps_nothing_and_backward_after_it_is_exact(name, torch):
+    """Evaluation mode: the inference path's peak memory is a fraction of all activations,
+    and backward (which runs the layers' forward first) gives torch's gradients (float64)."""
+    import tracemalloc
+
+    model = models.get(name, num_classes=10, dtype=np.float64, rng=np.random.default_rng(8))
+    twin = to_torch(model, torch)
+    randomize_batch_norm(torch, twin)
+    load_into(model, {k: v.numpy() for k, v in twin.state_dict().items()})
+    model.eval()
+    twin.eval()
+    x = np.random.default_rng(9).standard_normal((2, 3, 64, 64))
+    model(x)
+    tracemalloc.start()
+    out = model(x)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    activations = analyze(model, (3, 64, 64), batch_size=2).totals["activation_bytes"]
+    assert peak < 0.5 * activations  # the layers keep about all of them (their inputs)
+    dout = np.random.default_rng(10).standard_normal(out.shape)
+    dx = model.backward(dout)
+    tx = torch.from_numpy(x).requires_grad_()
+    twin(tx).backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+    grads = dict(twin.named_parameters())
+    for key, p in model.named_parameters():
+        ref = grads[key].grad.numpy()
+        assert np.abs(p.grad - ref).max() <= 1e-9 * np.abs(ref).max(), key
+
+
 def test_resnet18_learns_a_batch_of_28x28_grey_images():
     """A few Adam steps on one 1×28×28 batch (the Fashion-MNIST shape) lower the loss."""
     from glasscnn.optim import Adam

@@ -16,7 +16,7 @@ import numpy as np
 
 from glasscnn.kernels import conv_output_size
 from glasscnn.models.lenet5 import Tanh
-from glasscnn.models.resnet import BasicBlock, Bottleneck
+from glasscnn.models.resnet import BasicBlock, Bottleneck, ResNet
 from glasscnn.nn import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -486,6 +486,7 @@ def _walk_parts(walk: Walk, name: str, parts: tuple[Any, Any, Any], x: _Tensor) 
 
 CONTAINERS: dict[type, Callable[[Walk, str, Any, _Tensor], _Tensor]] = {
     Sequential: _walk_sequential,
+    ResNet: _walk_sequential,
     ResidualBlock: _walk_residual,
     BasicBlock: _walk_block,
     Bottleneck: _walk_block,
