@@ -24,7 +24,8 @@ from glasscnn.models import zoo
 from glasscnn.optim.optimizer import Optimizer
 
 LENET_MACS = 6 * 75 * 28 * 28 + 16 * 150 * 10 * 10 + 400 * 120 + 120 * 84 + 84 * 10
-STEP_WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn")
+STEP_WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn", "resnet18_b1",
+                  "resnet18_b16", "resnet50_b1")
 HEADER = "threads 2; OPENBLAS_THREAD_TIMEOUT=4 OMP_WAIT_POLICY=PASSIVE"
 WARNING = "warning: thread settings not in the environment"
 
@@ -493,4 +494,5 @@ def test_cli_bench_subprocess(settings):
 
 def test_workloads_and_targets():
     assert set(bench.TARGETS) == set(STEP_WORKLOADS) <= set(bench.WORKLOADS)
-    assert set(bench.WORKLOADS) - set(STEP_WORKLOADS) == {"epoch", "kernels", "memory"}
+    assert set(bench.WORKLOADS) - set(STEP_WORKLOADS) == {"epoch", "kernels", "memory",
+                                                          "resnet50_memory"}

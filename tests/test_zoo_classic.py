@@ -416,3 +416,28 @@ def _onnx_ops(path) -> set[str]:
     import onnx
 
     return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+# ---------------------------------------------------------------------------- bench
+
+def test_bench_zoo_inference_case_twin_gives_the_same_logits(torch):
+    from glasscnn import bench
+
+    case = bench.zoo_inference_case("resnet18", 2, torch, size=32)
+    ours, theirs = case.ours(), case.theirs().numpy()
+    assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
+    assert case.flops == 2.0 * analyze("resnet18", (3, 32, 32), batch_size=2).totals["macs"]
+
+
+def test_bench_resnet50_memory_report(monkeypatch):
+    from glasscnn import bench
+
+    mem = {"name": "resnet50", "batch": 16, "ours_traced": 3 * 2**20, "ours_rss": 2**21,
+           "torch_rss": 2**21}
+    monkeypatch.setattr(bench, "measure_zoo_memory", lambda torch: mem)
+    monkeypatch.setattr(bench, "measure_sgemm", lambda: 100.0)
+    lines: list[str] = []
+    report = bench.run_benchmark(("resnet50_memory",), compare_torch=False, echo=lines.append)
+    assert report["zoo_memory"] is mem
+    assert lines[-2].endswith("glasscnn 3.0 MiB traced, 2.0 MiB RSS;  torch 2.0 MiB RSS")
+    assert lines[-1] == "  glasscnn ÷ torch: traced ÷ RSS 1.50, RSS ÷ RSS 1.00  (target ≤ 2)"
