@@ -224,6 +224,10 @@ class ResNet(Sequential):
     their backward. Peak memory of an inference is then a few activations, not all of them.
     """
 
+    def __init__(self, *layers: Module | OrderedDict[str, Module]) -> None:
+        super().__init__(*layers)
+        self._inferred: np.ndarray | None = None  # input of the last inference-path forward
+
     def infer(self, x: np.ndarray) -> np.ndarray:
         """The logits in evaluation mode without caches: (N, C, H, W) → (N, num_classes)."""
         h = _conv_bn(self.conv1, self.bn1, x, relu=True)
@@ -248,7 +252,7 @@ class ResNet(Sequential):
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         """dL/d(input); after an evaluation-mode forward, the layers' forward runs first."""
-        if getattr(self, "_inferred", None) is not None:
+        if self._inferred is not None:
             x, self._inferred = self._inferred, None
             super().forward(x)
         return super().backward(dout)
