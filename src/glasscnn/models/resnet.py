@@ -51,10 +51,11 @@ def _conv_bn(conv: Conv2d, bn: BatchNorm2d, x: np.ndarray, relu: bool) -> np.nda
     shift = -bn.running_mean.astype(h.dtype) * scale
     if bn.bias is not None:
         shift += bn.bias.data.astype(h.dtype)
-    # channels-last rows (N·H·W, C) when the conv gave NHWC memory, else (N, C, H·W)
-    rows = (h.transpose(0, 2, 3, 1).reshape(-1, h.shape[1]) if K.channels_last(h)
-            else h.reshape(h.shape[0], h.shape[1], -1))
-    if rows.ndim == 3:
+    if K.channels_last(h):  # NHWC memory: rows (N·H·W, C), a view
+        rows = h.transpose(0, 2, 3, 1).reshape(-1, h.shape[1])
+    else:  # (N, C, H·W), a view of the NCHW array
+        h = np.ascontiguousarray(h)
+        rows = h.reshape(h.shape[0], h.shape[1], -1)
         scale, shift = scale[:, None], shift[:, None]
     np.multiply(rows, scale, out=rows)
     np.add(rows, shift, out=rows)
@@ -72,6 +73,10 @@ class _Block(Module):
 
     _main: tuple[str, ...] = ()
     expansion = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._add_cache: dict[str, Any] | None = None
 
     def residual_parts(self) -> tuple[list[tuple[str, Module]], tuple[str, Module] | None,
                                       tuple[str, Module]]:
