@@ -9,10 +9,9 @@ the cache of its last call for ``backward``, so here each use is its own ``ReLU`
 (``relu1``, ``relu2`` inside the block, ``relu`` after the add). ReLU has no parameters, so
 the keys and their order are torchvision's.
 
-In evaluation mode a ``ResNet`` runs an inference path that keeps nothing for backward
-(batch norm as an in-place affine map on each conv's output, ReLU and the residual add in
-place), so that only a few activations are alive at a time; a ``backward`` after such a
-forward first runs the forward again through the layers, which keep their caches.
+``ResNet.infer(x)`` is an inference path that keeps nothing for backward (batch norm as an
+in-place affine map on each conv's output, ReLU and the residual add in place), so that
+only a few activations are alive at a time, as in PyTorch's ``inference_mode``.
 """
 
 from __future__ import annotations
@@ -89,7 +88,7 @@ class _Block(Module):
         return main, short, ("relu", self.relu)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """The block in evaluation mode, keeping no cache for backward (``forward``'s values).
+        """The block's evaluation-mode output, keeping no cache for backward.
 
         Each conv and its batch norm run as :func:`_conv_bn`; the add and the last ReLU
         work in place on the main path's output.
@@ -221,20 +220,21 @@ class Bottleneck(_Block):
 
 class ResNet(Sequential):
     """torchvision's ResNet as a ``Sequential`` (conv1, bn1, relu, maxpool, layer1 … layer4,
-    avgpool, flatten, fc) whose evaluation-mode forward keeps nothing for backward.
+    avgpool, flatten, fc), with a cache-free inference method.
 
-    Training mode runs the layers as any ``Sequential``. In evaluation mode ``forward`` runs
-    :meth:`infer` and keeps only its input; ``backward`` after it runs the layers' forward
-    on that input first (the same values: batch norm uses its running statistics), then
-    their backward. Peak memory of an inference is then a few activations, not all of them.
+    ``model(x)`` runs the layers as any ``Sequential`` (each keeps what its ``backward``
+    needs); :meth:`infer` computes the evaluation-mode logits keeping nothing, as PyTorch's
+    ``inference_mode``.
     """
 
-    def __init__(self, *layers: Module | OrderedDict[str, Module]) -> None:
-        super().__init__(*layers)
-        self._inferred: np.ndarray | None = None  # input of the last inference-path forward
-
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """The logits in evaluation mode without caches: (N, C, H, W) → (N, num_classes)."""
+        """The evaluation-mode logits keeping no cache: (N, C, H, W) → (N, num_classes).
+
+        Batch norm uses its running statistics whatever the mode, as an in-place affine
+        map on each conv's output; ReLU and the residual adds work in place. Only the
+        current block's tensors are alive at a time (ResNet-50 at batch 16: about 180 MiB
+        against some 1.3 GiB kept by a forward), and no ``backward`` can follow.
+        """
         h = _conv_bn(self.conv1, self.bn1, x, relu=True)
         h, _ = K.max_pool2d_forward(h, self.maxpool.kernel_size, self.maxpool.stride,
                                     self.maxpool.padding, impl=self.maxpool.impl)
@@ -246,21 +246,6 @@ class ResNet(Sequential):
         h = h.reshape(h.shape[0], -1)
         bias = None if self.fc.bias is None else self.fc.bias.data
         return K.linear_forward(h, self.fc.weight.data, bias, impl=self.fc.impl)[0]
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) → logits (N, num_classes); :meth:`infer` in evaluation mode."""
-        if self.training:
-            self._inferred = None
-            return super().forward(x)
-        self._inferred = x
-        return self.infer(x)
-
-    def backward(self, dout: np.ndarray) -> np.ndarray | None:
-        """dL/d(input); after an evaluation-mode forward, the layers' forward runs first."""
-        if self._inferred is not None:
-            x, self._inferred = self._inferred, None
-            super().forward(x)
-        return super().backward(dout)
 
 
 def resnet(
