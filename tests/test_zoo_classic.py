@@ -305,6 +305,31 @@ def test_training_step_gradients_match_torch(name, torch):
         np.testing.assert_allclose(b, buffers[key].numpy(), rtol=1e-7, atol=1e-10)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_infer_equals_eval_forward_and_keeps_no_activations(name):
+    """``infer``: the evaluation-mode logits, with a peak memory a fraction of the
+    activations (the layers of a forward keep about all of them, as their inputs)."""
+    import tracemalloc
+
+    model = models.get(name, num_classes=10, rng=np.random.default_rng(8))
+    rng = np.random.default_rng(9)
+    for _, m in model.named_modules():
+        if hasattr(m, "running_var"):
+            m.running_mean[...] = rng.normal(0, 0.1, m.num_features)
+            m.running_var[...] = rng.uniform(0.5, 1.5, m.num_features)
+            m.bias.data[...] = rng.normal(0, 0.1, m.num_features)
+    x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    want = model.eval()(x)
+    model.infer(x)
+    tracemalloc.start()
+    got = model.infer(x)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    activations = analyze(model, (3, 64, 64), batch_size=2).totals["activation_bytes"]
+    assert peak < 0.5 * activations
+
+
 def test_resnet18_learns_a_batch_of_28x28_grey_images():
     """A few Adam steps on one 1×28×28 batch (the Fashion-MNIST shape) lower the loss."""
     from glasscnn.optim import Adam
@@ -385,3 +410,28 @@ def _onnx_ops(path) -> set[str]:
     import onnx
 
     return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+# ---------------------------------------------------------------------------- bench
+
+def test_bench_zoo_inference_case_twin_gives_the_same_logits(torch):
+    from glasscnn import bench
+
+    case = bench.zoo_inference_case("resnet18", 2, torch, size=32)
+    ours, theirs = case.ours(), case.theirs().numpy()
+    assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
+    assert case.flops == 2.0 * analyze("resnet18", (3, 32, 32), batch_size=2).totals["macs"]
+
+
+def test_bench_resnet50_memory_report(monkeypatch):
+    from glasscnn import bench
+
+    mem = {"name": "resnet50", "batch": 16, "ours_traced": 3 * 2**20, "ours_rss": 2**21,
+           "torch_rss": 2**21}
+    monkeypatch.setattr(bench, "measure_zoo_memory", lambda torch: mem)
+    monkeypatch.setattr(bench, "measure_sgemm", lambda: 100.0)
+    lines: list[str] = []
+    report = bench.run_benchmark(("resnet50_memory",), compare_torch=False, echo=lines.append)
+    assert report["zoo_memory"] is mem
+    assert lines[-2].endswith("glasscnn 3.0 MiB traced, 2.0 MiB RSS;  torch 2.0 MiB RSS")
+    assert lines[-1] == "  glasscnn ÷ torch: traced ÷ RSS 1.50, RSS ÷ RSS 1.00  (target ≤ 2)"

@@ -200,9 +200,11 @@ def inference_case(batch: int, torch: Any | None) -> StepCase:
 
 
 def zoo_inference_case(name: str, batch: int, torch: Any | None, size: int = 224) -> StepCase:
-    """Forward of zoo model ``name`` (e.g. ``resnet50``) in evaluation mode on a batch of
-    3×``size``×``size`` images; the torch twin is ``to_torch`` of the same model."""
+    """Inference of zoo model ``name`` (e.g. ``resnet50``) on a batch of 3×``size``×``size``
+    images: glasscnn's cache-free ``infer`` where the model has one (else its forward in
+    evaluation mode), torch's ``to_torch`` twin under ``inference_mode``."""
     model = zoo_models.get(name).eval()
+    run = getattr(model, "infer", model)
     x, _ = _batch((batch, 3, size, size))
     theirs = None
     if torch is not None:
@@ -213,12 +215,12 @@ def zoo_inference_case(name: str, batch: int, torch: Any | None, size: int = 224
             with torch.inference_mode():
                 return twin(tx)
 
-    return StepCase(model, lambda: model(x), theirs, 2.0 * model_macs(model, x.shape))
+    return StepCase(model, lambda: run(x), theirs, 2.0 * model_macs(model, x.shape))
 
 
 def measure_zoo_memory(torch: Any | None, name: str = "resnet50", batch: int = 16
                        ) -> dict[str, Any]:
-    """Peak extra memory of one forward of ``name`` at 224×224 in evaluation mode.
+    """Peak extra memory of one inference of ``name`` at 224×224 (as :func:`zoo_inference_case`).
 
     glasscnn: tracemalloc peak and RSS high-water-mark rise; torch (``inference_mode``):
     RSS high-water-mark rise. Model and input exist before, and one untimed forward of
@@ -634,7 +636,7 @@ def _zoo_memory_report(torch: Any, echo: Callable[[str], None], report: dict[str
     echo("")
     mem = measure_zoo_memory(torch)
     report["zoo_memory"] = mem
-    echo(f"peak extra memory of one {mem['name']} forward, batch {mem['batch']}, 224x224 "
+    echo(f"peak extra memory of one {mem['name']} inference, batch {mem['batch']}, 224x224 "
          "(tracemalloc peak for glasscnn; RSS high-water-mark rise for both): "
          f"glasscnn {_mib(mem['ours_traced'])} traced, {_mib(mem['ours_rss'])} RSS;  "
          f"torch {_mib(mem.get('torch_rss'))} RSS")

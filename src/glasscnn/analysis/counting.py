@@ -349,7 +349,6 @@ def _sigmoid(layer: Sigmoid, ins: tuple[int, ...], outs: tuple[int, ...],
                       saves=("output",))
 
 
-register_rule(Tanh)(_sigmoid)  # tanh: like the sigmoid, 4 FLOPs per value
 
 
 @register_rule(Dropout)
