@@ -30,6 +30,7 @@ from glasscnn.nn import (
     MaxPool2d,
     Module,
     ReLU,
+    ReLU6,
     Sigmoid,
     Tanh,
 )
@@ -47,7 +48,8 @@ class CountingOptions:
 
     Attributes:
         bias: +1 FLOP per output value of a layer with a bias (conv, fc).
-        activations: ReLU 1 FLOP per value; Sigmoid 4 (negate, exp, add, divide).
+        activations: ReLU 1 FLOP per value; ReLU6 2 (max, min); Sigmoid and Tanh 4
+            (negate, exp, add, divide).
         pooling: max/avg pooling counted as one op per window element, per output value
             (the convention of the CIFAR AlexNet-like network's published complexity
             report); adaptive pooling as one op per element of its bin.
@@ -327,6 +329,13 @@ def _relu(layer: ReLU, ins: tuple[int, ...], outs: tuple[int, ...],
           opts: CountingOptions) -> LayerCount:
     return LayerCount(kind="act", extra_flops=_numel(outs) if opts.activations else 0,
                       saves=("output",))
+
+
+@register_rule(ReLU6)
+def _relu6(layer: ReLU6, ins: tuple[int, ...], outs: tuple[int, ...],
+           opts: CountingOptions) -> LayerCount:
+    return LayerCount(kind="act", extra_flops=2 * _numel(outs) if opts.activations else 0,
+                      saves=("input",))
 
 
 @register_rule(Sigmoid)
