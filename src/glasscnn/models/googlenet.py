@@ -109,7 +109,7 @@ def googlenet(
 
     Args:
         in_channels, num_classes: C of the input and number of logits.
-        input_size: an int or (H, W); at least 1×1 (every pool rounds up).
+        input_size: an int or (H, W); at least 15×15 (every pool rounds up).
         dropout: the dropout probability before fc.
         impl, dtype, rng: as for the layers; seed: seeds the dropout mask.
 
