@@ -515,3 +515,25 @@ def test_onnx_export_runs_in_onnxruntime(name, tmp_path):
     got, want = session.run(None, {"input": x})[0], model(x)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     assert np.array_equal(got.argmax(1), want.argmax(1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mobilenet_v2_infer_equals_eval_forward(dtype):
+    """The cache-free inference path (batch norm folded into the convs) gives the
+    evaluation-mode forward's logits, and leaves the model's state alone."""
+    rng = np.random.default_rng(8)
+    model = models.mobilenet_v2(num_classes=10, dtype=dtype, rng=rng).eval()
+    for _, m in model.named_modules():
+        if hasattr(m, "running_var"):
+            m.running_mean[...] = rng.normal(0, 0.1, m.num_features)
+            m.running_var[...] = rng.uniform(0.5, 1.5, m.num_features)
+            m.weight.data[...] = rng.uniform(0.5, 1.5, m.num_features)
+    x = rng.standard_normal((2, 3, 40, 36)).astype(dtype)
+    before = {k: np.array(v) for k, v in model.state_dict().items()}
+    got = model.infer(x)
+    want = model(x)
+    assert got.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])

@@ -201,9 +201,11 @@ def inference_case(batch: int, torch: Any | None) -> StepCase:
 
 
 def zoo_inference_case(name: str, batch: int, torch: Any | None, size: int = 224) -> StepCase:
-    """Forward of zoo model ``name`` (e.g. ``resnet50``) in evaluation mode on a batch of
-    3×``size``×``size`` images; the torch twin is ``to_torch`` of the same model."""
+    """Inference of zoo model ``name`` (e.g. ``resnet50``) on a batch of 3×``size``×``size``
+    images: glasscnn's cache-free ``infer`` where the model has one (else its forward in
+    evaluation mode), torch's ``to_torch`` twin under ``inference_mode``."""
     model = zoo_models.get(name).eval()
+    run = getattr(model, "infer", model)
     x, _ = _batch((batch, 3, size, size))
     theirs = None
     if torch is not None:
@@ -214,7 +216,7 @@ def zoo_inference_case(name: str, batch: int, torch: Any | None, size: int = 224
             with torch.inference_mode():
                 return twin(tx)
 
-    return StepCase(model, lambda: model(x), theirs, 2.0 * model_macs(model, x.shape))
+    return StepCase(model, lambda: run(x), theirs, 2.0 * model_macs(model, x.shape))
 
 
 def measure_zoo_memory(torch: Any | None, name: str = "resnet50", batch: int = 16

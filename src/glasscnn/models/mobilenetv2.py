@@ -5,6 +5,10 @@
 blocks (``features.1.conv.0.0.weight``: the depthwise conv of the first block, which has no
 expansion; ``features.2.conv.0.0.weight``: a 1×1 expansion); ``features.18`` the last 1×1
 conv to 1280 channels; ``classifier.1.weight`` the fc layer after dropout.
+
+``MobileNetV2.infer(x)`` is an inference path that keeps nothing for backward: each batch
+norm folded into the conv before it (scaled weights and a bias), ReLU6 and the residual add
+in place, as PyTorch's ``inference_mode`` runs without saving anything.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from glasscnn import kernels as K
 from glasscnn.models._init import kaiming_normal_fan_out, normal_
 from glasscnn.models.zoo import _features_out, _named, _opts
 from glasscnn.nn import (
@@ -32,6 +37,25 @@ from glasscnn.nn import (
 # (expansion t, output channels c, blocks n, stride s of the first block), per stage
 SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
             (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def _conv_bn(conv: Conv2d, bn: BatchNorm2d, x: np.ndarray, relu6: bool) -> np.ndarray:
+    """bn(conv(x)) with the running statistics (and ReLU6 when ``relu6``), keeping no cache:
+    the batch norm folded into the conv, weight·γ/σ and bias β − μ·γ/σ with σ = √(var + ε).
+    """
+    dtype = x.dtype
+    scale = 1 / np.sqrt(bn.running_var.astype(dtype) + bn.eps)
+    if bn.weight is not None:
+        scale *= bn.weight.data.astype(dtype)
+    shift = -bn.running_mean.astype(dtype) * scale
+    if bn.bias is not None:
+        shift += bn.bias.data.astype(dtype)
+    if conv.bias is not None:
+        shift += conv.bias.data.astype(dtype) * scale
+    weight = conv.weight.data.astype(dtype) * scale[:, None, None, None]
+    out, _ = K.conv2d_forward(x, weight, shift, conv.stride, conv.padding, conv.dilation,
+                              conv.groups, impl=conv.impl)
+    return np.clip(out, 0, 6, out=out) if relu6 else out
 
 
 def conv_bn_relu6(c_in: int, c_out: int, k: int, stride: int, groups: int,
@@ -79,6 +103,16 @@ class InvertedResidual(Module):
         if self.use_res_connect:
             object.__setattr__(self, "add", Add(opts["impl"]))
 
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The block's evaluation-mode output, keeping no cache for backward (each conv and
+        its batch norm as one folded conv, the add in place)."""
+        *stages, project, bn = self.conv
+        h = x
+        for stage in stages:  # conv - BN - ReLU6 Sequentials
+            h = _conv_bn(stage[0], stage[1], h, relu6=True)
+        h = _conv_bn(project, bn, h, relu6=False)
+        return np.add(h, x, out=h) if self.use_res_connect else h
+
     def residual_parts(self) -> tuple[list[tuple[str, Module]], None, None] | None:
         """``([("conv", main path)], None, None)``: an identity shortcut and nothing after
         the add; None for a block without the shortcut."""
@@ -106,6 +140,33 @@ class InvertedResidual(Module):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape after the layers."""
         return self.conv.output_shape(input_shape)
+
+
+class MobileNetV2(Sequential):
+    """The network :func:`mobilenet_v2` builds: a ``Sequential`` (``features``, ``avgpool``,
+    ``flatten``, ``classifier``) with a cache-free inference path."""
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Logits in evaluation mode (running statistics, no dropout), keeping nothing for
+        backward; equal to ``eval()`` then ``forward`` within float rounding.
+
+        Args:
+            x: (N, C, H, W) images.
+
+        Returns:
+            (N, num_classes) logits.
+        """
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            x = x.astype(self.classifier[1].weight.dtype)
+        for block in self.features:
+            if isinstance(block, InvertedResidual):
+                x = block.infer(x)
+            else:
+                x = _conv_bn(block[0], block[1], x, relu6=True)
+        fc = self.classifier[1]
+        pooled = x.mean(axis=(2, 3))  # (N, 1280)
+        return pooled @ fc.weight.data.T + fc.bias.data
 
 
 @_named
@@ -145,7 +206,7 @@ def mobilenet_v2(
     fc = Linear(1280, num_classes, **o)
     normal_(fc.weight.data, 0.01, o["rng"])
     fc.bias.data.fill(0)
-    return Sequential(OrderedDict([
+    return MobileNetV2(OrderedDict([
         ("features", features), ("avgpool", AdaptiveAvgPool2d(1, impl=impl)),
         ("flatten", Flatten(impl=impl)),
         ("classifier", Sequential(Dropout(dropout, impl=impl, seed=seed), fc)),
