@@ -537,3 +537,31 @@ def test_mobilenet_v2_infer_equals_eval_forward(dtype):
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
     for key, value in model.state_dict().items():
         np.testing.assert_array_equal(value, before[key])
+
+
+@pytest.mark.parametrize("block", ["fire", "shuffle1", "shuffle2", "dense", "inception"])
+def test_block_without_input_gradient_still_trains(block):
+    """A branching block first in a network (``requires_input_grad_(False)``) returns no
+    input gradient and still gives every parameter the gradient it gives with one."""
+    from glasscnn.models.densenet import DenseLayer
+    from glasscnn.models.googlenet import Inception
+    from glasscnn.models.shufflenetv2 import ShuffleUnit
+    from glasscnn.models.squeezenet import Fire
+
+    def build():
+        o = {"impl": "fast", "dtype": np.float64, "rng": np.random.default_rng(9)}
+        return {"fire": lambda: Fire(6, 3, 4, 5, o),
+                "shuffle1": lambda: ShuffleUnit(6, 6, 1, o),
+                "shuffle2": lambda: ShuffleUnit(6, 8, 2, o),
+                "dense": lambda: DenseLayer(6, 4, 2, o),
+                "inception": lambda: Inception(6, 2, 3, 4, 2, 3, 2, o)}[block]()
+
+    x = np.random.default_rng(10).standard_normal((2, 6, 7, 5))
+    with_dx, without = build(), build().requires_input_grad_(False)
+    dout = np.random.default_rng(11).standard_normal(with_dx(x).shape)
+    assert with_dx.backward(dout).shape == x.shape
+    without(x)
+    assert without.backward(dout) is None
+    for (key, p), (_, q) in zip(with_dx.named_parameters(), without.named_parameters(),
+                                strict=True):
+        np.testing.assert_allclose(q.grad, p.grad, rtol=1e-12, atol=1e-12, err_msg=key)

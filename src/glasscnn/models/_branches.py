@@ -67,7 +67,7 @@ def _run_back(layers: Layers, dout: np.ndarray) -> np.ndarray | None:
 
 class ConcatBlock(Module):
     """Run ``head`` on the input, then every branch on what it gives; join the branches'
-    outputs along the channels, and shuffle them when ``shuffle_groups`` is set.
+    outputs along the channels, and shuffle the channels when ``concat_parts`` asks for it.
 
     Subclasses register their layers in torchvision's order and describe the paths with
     ``concat_parts`` (which the ONNX export and the PyTorch twin read too).
@@ -75,7 +75,10 @@ class ConcatBlock(Module):
     Shapes: (N, C_in, H, W) → (N, ΣC_branch, H', W'), every branch giving the same H', W'.
     """
 
-    shuffle_groups = 0
+    def __init__(self) -> None:
+        super().__init__()
+        # the last forward's (head output shape, each branch's output channels)
+        self._joined: tuple[tuple[int, ...], list[int]] | None = None
 
     def concat_parts(self) -> tuple[Layers, list[Branch], int]:
         """``(head, branches, shuffle groups)``: the layers run first, the paths joined

@@ -60,8 +60,6 @@ class ShuffleUnit(ConcatBlock):
     Shapes: (N, C_in, H, W) → (N, C_out, ⌊(H − 1)/S⌋ + 1, ⌊(W − 1)/S⌋ + 1).
     """
 
-    shuffle_groups = 2
-
     def __init__(self, in_channels: int, out_channels: int, stride: int,
                  opts: dict[str, Any]) -> None:
         super().__init__()
