@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from glasscnn.models._branches import Branch, ConcatBlock, Layers, children
-from glasscnn.models._init import normal_
+from glasscnn.models._weights_init import normal_
 from glasscnn.models.zoo import _features_out, _named, _opts
 from glasscnn.nn import (
     AdaptiveAvgPool2d,

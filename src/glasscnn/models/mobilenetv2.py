@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from glasscnn import kernels as K
-from glasscnn.models._init import kaiming_normal_fan_out, normal_
+from glasscnn.models._weights_init import kaiming_normal_fan_out, normal_
 from glasscnn.models.zoo import _features_out, _named, _opts
 from glasscnn.nn import (
     AdaptiveAvgPool2d,
