@@ -25,7 +25,7 @@ from glasscnn.optim.optimizer import Optimizer
 
 LENET_MACS = 6 * 75 * 28 * 28 + 16 * 150 * 10 * 10 + 400 * 120 + 120 * 84 + 84 * 10
 STEP_WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn", "depthwise",
-                  "grouped", "resnet18_b1", "resnet18_b16", "resnet50_b1")
+                  "grouped", "resnet18_b1", "resnet18_b16", "resnet50_b1", "mobilenet_v2_b1")
 HEADER = "threads 2; OPENBLAS_THREAD_TIMEOUT=4 OMP_WAIT_POLICY=PASSIVE"
 WARNING = "warning: thread settings not in the environment"
 

@@ -511,3 +511,37 @@ def test_backward_rejects_wrong_dout_shape(impl):
     _, cache = conv2d_forward(X, W, impl=impl)
     with pytest.raises(ValueError, match=r"^conv2d: .*\(1, 3, 3, 3\).*\(1, 3, 3, 4\)"):
         conv2d_backward(np.zeros((1, 3, 3, 4)), cache)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels-last", "strided"])
+@pytest.mark.parametrize(("n", "bias", "relu"), [(1, True, False), (3, False, True),
+                                                (2, True, True)])
+def test_pointwise_layers_take_one_gemm_and_match_naive(layout, n, bias, relu, monkeypatch,
+                                                        rng):
+    """1×1 stride-1 unpadded layers (MobileNet's expansions and projections) run as one
+    GEMM on the input where it lies: NCHW, channels-last (a depthwise layer's output), or
+    neither (copied first)."""
+    from glasscnn.kernels.conv import pointwise
+
+    x = rng.standard_normal((n, 6, 5, 7))
+    if layout == "channels-last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    elif layout == "strided":
+        x = rng.standard_normal((n, 6, 5, 14))[..., ::2]
+    w = rng.standard_normal((4, 6, 1, 1))
+    b = rng.standard_normal(4) if bias else None
+    calls, real = [], pointwise.forward
+    monkeypatch.setattr(pointwise, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    forward = conv2d_relu_forward if relu else conv2d_forward
+    got, cache = forward(x, w, b, impl="fast")
+    want, _ = forward(x, w, b, impl="naive")
+    assert calls
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal(got.shape)
+    backward = conv2d_relu_backward if relu else conv2d_backward
+    fast = backward(dout, cache)
+    naive = backward(dout, forward(x, w, b, impl="naive")[1])
+    for g_fast, g_naive in zip(fast, naive, strict=True):
+        if g_naive is not None:
+            np.testing.assert_allclose(g_fast, g_naive, rtol=1e-10, atol=1e-10)
+

@@ -48,16 +48,17 @@ ENV = {
 }
 WORKLOADS = ("alexnet_b1", "alexnet_b64", "three_layer", "vgg", "lenet_bn", "depthwise",
              "grouped", "epoch", "kernels", "memory", "resnet18_b1", "resnet18_b16",
-             "resnet50_b1", "resnet50_memory")
+             "resnet50_b1", "resnet50_memory", "mobilenet_v2_b1")
 # untimed runs of each library before a step workload is timed: at least the calls in
 # which GLASSCNN_WINOGRAD=auto times Winograd against the GEMM path in turn
 WARMUP = max(2, 2 * winograd.TRIALS)
 TARGETS = {"alexnet_b1": 0.8, "alexnet_b64": 1.2, "three_layer": 1.2, "vgg": 1.5,
            "lenet_bn": 1.8, "depthwise": 2.0, "grouped": 2.0, "resnet18_b1": 1.3,
-           "resnet18_b16": 1.3, "resnet50_b1": 1.5}
+           "resnet18_b16": 1.3, "resnet50_b1": 1.5,
+           "mobilenet_v2_b1": 2.0}
 # torchvision networks timed in inference at 224×224: workload → (zoo name, batch)
 ZOO_INFERENCE = {"resnet18_b1": ("resnet18", 1), "resnet18_b16": ("resnet18", 16),
-                 "resnet50_b1": ("resnet50", 1)}
+                 "resnet50_b1": ("resnet50", 1), "mobilenet_v2_b1": ("mobilenet_v2", 1)}
 # one conv layer's forward + backward (input gradient included), batch 16: MobileNetV2's
 # depthwise 3×3 on 144 channels at 56×56, and AlexNet's (2012) two-group conv2
 CONV_LAYERS = {

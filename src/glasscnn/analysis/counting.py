@@ -60,7 +60,8 @@ class CountingOptions:
 
     Attributes:
         bias: +1 FLOP per output value of a layer with a bias (conv, fc).
-        activations: ReLU 1 FLOP per value; Sigmoid 4 (negate, exp, add, divide).
+        activations: ReLU 1 FLOP per value; Sigmoid 4 (negate, exp, add, divide); the
+            other activations as listed in ``_ACTIVATION_FLOPS`` (ReLU6 2, Tanh 1, ...).
         pooling: max/avg pooling counted as one op per window element, per output value
             (the convention of the CIFAR AlexNet-like network's published complexity
             report); adaptive pooling as one op per element of its bin.

@@ -20,7 +20,13 @@ Flatten                Flatten (start_dim 1) or Reshape
 BatchNorm1d/2d         BatchNormalization with the running statistics
 Dropout                nothing (identity at inference)
 ResidualBlock          its layers, then Add of the shortcut, then Relu
-residual_parts()       likewise, for blocks naming their parts (torchvision's ResNet)
+residual_parts()       likewise, for blocks naming their parts (torchvision's ResNet,
+                       MobileNetV2's inverted residual: no activation after the Add;
+                       None: the block's children in order)
+concat_parts()         the head's layers, then each branch (after a Slice of the
+                       channels it reads), Concat along the channels, and for a
+                       channel shuffle Reshape - Transpose - Reshape (SqueezeNet's
+                       Fire, GoogLeNet's Inception, DenseNet's layer, ShuffleNetV2)
 =====================  =========================================================
 
 The activations, pools, norms and ``Concat`` beyond these are in ``glasscnn.io.onnx_ops``.
@@ -124,7 +130,14 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
         shortcut = ("shortcut", module.shortcut) if "shortcut" in module._modules else None
         return _emit_residual(g, (main, shortcut, ("relu2", module.relu2)), dot, x, shape)
     if hasattr(module, "residual_parts"):
-        return _emit_residual(g, module.residual_parts(), dot, x, shape)
+        parts = module.residual_parts()
+        if parts is None:
+            for child_name, child in module.named_children():
+                x, shape = _emit(g, child, dot + child_name, x, shape)
+            return x, shape
+        return _emit_residual(g, parts, dot, x, shape)
+    if hasattr(module, "concat_parts"):
+        return _emit_concat(g, module.concat_parts(), dot, x, shape)
     out_shape = tuple(module.output_shape(shape))
     if isinstance(module, Conv2d):
         inputs = [x, g.weight(dot + "weight", module.weight.data)]
@@ -192,14 +205,15 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
     raise ValueError(f"export_onnx: layer {name!r} ({type(module).__name__}) has no ONNX "
                      "mapping; supported: Conv2d, ConvTranspose2d, Conv1d, Linear, MaxPool2d, "
                      "AvgPool2d, AdaptiveAvgPool2d, ReLU, Sigmoid, Flatten, BatchNorm1d/2d, "
-                     f"Dropout, ResidualBlock, Sequential, {onnx_ops.SUPPORTED}")
+                     "Dropout, ResidualBlock, Sequential, blocks with residual_parts() or "
+                     f"concat_parts(), {onnx_ops.SUPPORTED}")
 
 
 def _emit_residual(g: _GraphBuilder, parts: tuple[Any, Any, Any], dot: str, x: str,
                    shape: Shape) -> tuple[str, Shape]:
     """Residual ``parts`` (main path, shortcut or None, activation after the add, as
     (name, module) pairs): the main path's nodes, the shortcut's, Add, the activation."""
-    main, shortcut, (act_name, act) = parts
+    main, shortcut, act = parts
     h, h_shape = x, shape
     for child_name, child in main:
         h, h_shape = _emit(g, child, dot + child_name, h, h_shape)
@@ -207,7 +221,43 @@ def _emit_residual(g: _GraphBuilder, parts: tuple[Any, Any, Any], dot: str, x: s
     if shortcut is not None:
         s, _ = _emit(g, shortcut[1], dot + shortcut[0], x, shape)
     y = g.node("Add", [h, s], dot + "add")
-    return _emit(g, act, dot + act_name, y, h_shape)
+    if act is None:
+        return y, h_shape
+    return _emit(g, act[1], dot + act[0], y, h_shape)
+
+
+def _emit_concat(g: _GraphBuilder, parts: tuple[Any, Any, int], dot: str, x: str,
+                 shape: Shape) -> tuple[str, Shape]:
+    """Concatenating ``parts`` (head layers, branches as (channels or None, layers), shuffle
+    groups): the head, each branch on its Slice of the channels, Concat on axis 1, and the
+    channel shuffle as Reshape (N, G, C/G, H, W) - Transpose - Reshape (N, C, H, W)."""
+    head, branches, groups = parts
+    for child_name, child in head:
+        x, shape = _emit(g, child, dot + child_name, x, shape)
+    outs, out_shapes = [], []
+    for i, (channels, layers) in enumerate(branches):
+        h, h_shape = x, shape
+        if channels is not None:
+            start, stop = channels
+            h = g.node("Slice", [x, g.weight(f"{dot}slice{i}.starts", np.array([start])),
+                                 g.weight(f"{dot}slice{i}.ends", np.array([stop])),
+                                 g.weight(f"{dot}slice{i}.axes", np.array([1]))],
+                       f"{dot}slice{i}")
+            h_shape = (shape[0], stop - start, *shape[2:])
+        for child_name, child in layers:
+            h, h_shape = _emit(g, child, dot + child_name, h, h_shape)
+        outs.append(h)
+        out_shapes.append(h_shape)
+    y = g.node("Concat", outs, dot + "concat", axis=1)
+    out_shape = (shape[0], sum(s[1] for s in out_shapes), *out_shapes[0][2:])
+    if groups:
+        _, c, hh, ww = out_shape
+        grid = g.weight(dot + "shuffle.grid", np.array([0, groups, c // groups, hh, ww]))
+        flat = g.weight(dot + "shuffle.shape", np.array([0, c, hh, ww]))
+        y = g.node("Reshape", [y, grid], dot + "shuffle.split")
+        y = g.node("Transpose", [y], dot + "shuffle.transpose", perm=[0, 2, 1, 3, 4])
+        y = g.node("Reshape", [y, flat], dot + "shuffle")
+    return y, out_shape
 
 
 def _adaptive_pool(g: _GraphBuilder, module: AdaptiveAvgPool2d, name: str, x: str,

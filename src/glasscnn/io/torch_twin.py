@@ -57,8 +57,14 @@ def _twin(module: gnn.Module, torch: Any) -> Any:
         shortcut = "shortcut" if "shortcut" in module._modules else None
         return _residual_twin(module, main, shortcut, "relu2", torch)
     if hasattr(module, "residual_parts"):
-        main, shortcut, (act, _) = module.residual_parts()
-        return _residual_twin(module, [n for n, _ in main], shortcut and shortcut[0], act, torch)
+        parts = module.residual_parts()
+        if parts is None:  # this instance has no shortcut: its children in order
+            return _residual_twin(module, list(module._modules), None, None, torch, add=False)
+        main, shortcut, act = parts
+        return _residual_twin(module, [n for n, _ in main], shortcut and shortcut[0],
+                              act and act[0], torch)
+    if hasattr(module, "concat_parts"):
+        return _concat_twin(module, torch)
     if isinstance(module, gnn.Conv2d):
         return nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
                          module.stride, module.padding, module.dilation, module.groups,
@@ -140,9 +146,10 @@ def _concat_twin(block: gnn.Concat, torch: Any) -> Any:
     return Concat()
 
 
-def _residual_twin(block: gnn.Module, main: list[str], shortcut: str | None, act: str,
-                   torch: Any) -> Any:
-    """A torch module with ``block``'s children: act(main path (x) + shortcut(x))."""
+def _residual_twin(block: gnn.Module, main: list[str], shortcut: str | None, act: str | None,
+                   torch: Any, add: bool = True) -> Any:
+    """A torch module with ``block``'s children: act(main path (x) + shortcut(x)) (no act
+    when ``act`` is None; the main path alone when not ``add``)."""
 
     class ResidualBlock(torch.nn.Module):
         def __init__(self) -> None:
@@ -154,7 +161,40 @@ def _residual_twin(block: gnn.Module, main: list[str], shortcut: str | None, act
             h = x
             for name in main:
                 h = getattr(self, name)(h)
+            if not add:
+                return h
             s = getattr(self, shortcut)(x) if shortcut else x
-            return getattr(self, act)(h + s)
+            return getattr(self, act)(h + s) if act else h + s
 
     return ResidualBlock()
+
+
+def _concat_twin(block: gnn.Module, torch: Any) -> Any:
+    """A torch module with ``block``'s children running its ``concat_parts()``: the head,
+    each branch on its channels, the concatenation and the channel shuffle."""
+    head, branches, groups = block.concat_parts()
+    head_names = [n for n, _ in head]
+    paths = [(channels, [n for n, _ in layers]) for channels, layers in branches]
+
+    class ConcatBlock(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            for name, child in block.named_children():
+                setattr(self, name, _twin(child, torch))
+
+        def forward(self, x: Any) -> Any:
+            for name in head_names:
+                x = getattr(self, name)(x)
+            outs = []
+            for channels, names in paths:
+                h = x if channels is None else x[:, channels[0]:channels[1]]
+                for name in names:
+                    h = getattr(self, name)(h)
+                outs.append(h)
+            y = torch.cat(outs, 1)
+            if groups:
+                n, c, hh, ww = y.shape
+                y = y.view(n, groups, c // groups, hh, ww).transpose(1, 2).reshape(n, c, hh, ww)
+            return y
+
+    return ConcatBlock()

@@ -8,8 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from glasscnn.models.densenet import densenet121
+from glasscnn.models.googlenet import googlenet
 from glasscnn.models.lenet5 import lenet5
+from glasscnn.models.mobilenetv2 import mobilenet_v2
 from glasscnn.models.resnet import resnet18, resnet34, resnet50, resnet101
+from glasscnn.models.shufflenetv2 import shufflenet_v2_x1_0
+from glasscnn.models.squeezenet import squeezenet1_0, squeezenet1_1
 from glasscnn.models.vgg import (
     vgg11,
     vgg11_bn,
@@ -52,6 +57,12 @@ REGISTRY: dict[str, tuple[Callable[..., Sequential], tuple[int, int, int], str]]
     "vgg19": (vgg19, (3, 224, 224), "torchvision VGG-19"),
     "vgg19_bn": (vgg19_bn, (3, 224, 224), "torchvision VGG-19 with batch norm"),
     "lenet5": (lenet5, (1, 32, 32), "LeNet-5: tanh, average pooling (LeCun et al. 1998)"),
+    "mobilenet_v2": (mobilenet_v2, (3, 224, 224), "torchvision MobileNetV2"),
+    "squeezenet1_0": (squeezenet1_0, (3, 224, 224), "torchvision SqueezeNet 1.0"),
+    "squeezenet1_1": (squeezenet1_1, (3, 224, 224), "torchvision SqueezeNet 1.1"),
+    "shufflenet_v2_x1_0": (shufflenet_v2_x1_0, (3, 224, 224), "torchvision ShuffleNetV2 x1.0"),
+    "densenet121": (densenet121, (3, 224, 224), "torchvision DenseNet-121"),
+    "googlenet": (googlenet, (3, 224, 224), "torchvision GoogLeNet, no auxiliary heads"),
 }
 
 
@@ -101,15 +112,21 @@ __all__ = [
     "alexnet_cifar33",
     "available",
     "default_input_shape",
+    "densenet121",
     "get",
+    "googlenet",
     "lenet5",
     "lenet_bn",
     "mnist_net",
+    "mobilenet_v2",
     "resnet18",
     "resnet34",
     "resnet50",
     "resnet101",
     "resnet_cifar",
+    "shufflenet_v2_x1_0",
+    "squeezenet1_0",
+    "squeezenet1_1",
     "three_layer_convnet",
     "vgg11",
     "vgg11_bn",

@@ -7,6 +7,7 @@
 - kernel_rows.py: stride-1 layers by kernel rows (width-only im2col, a GEMM per row).
 - batch_inner.py: batch-innermost im2col and col2im (few channels, narrow outputs).
 - depthwise.py: depthwise layers (groups = C_in) by a multiply-accumulate per kernel tap.
+- pointwise.py: 1×1 stride-1 unpadded layers' forward by one GEMM, no im2col.
 - transpose.py: the transposed convolution (conv2d's input gradient run forward).
 - winograd.py: Winograd F(2×2, r×r) for 3×3 and 5×5 stride-1 layers.
 - buffers.py: what the strategies share (batch chunks, per-thread buffers, window copies).
