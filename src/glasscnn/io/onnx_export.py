@@ -15,7 +15,7 @@ AvgPool2d              AveragePool (count_include_pad, ceil_mode as the layer)
 AdaptiveAvgPool2d      GlobalAveragePool for 1×1; Expand from a 1×1 input;
                        AveragePool with kernel = stride = H / out when the input
                        divides evenly; else an error
-ReLU, Sigmoid, Tanh    Relu, Sigmoid, Tanh
+ReLU, Sigmoid          Relu, Sigmoid
 Flatten                Flatten (start_dim 1) or Reshape
 BatchNorm1d/2d         BatchNormalization with the running statistics
 Dropout                nothing (identity at inference)
@@ -64,7 +64,6 @@ from glasscnn.nn import (
     ResidualBlock,
     Sequential,
     Sigmoid,
-    Tanh,
 )
 
 DEFAULT_OPSET = 17
@@ -182,8 +181,6 @@ def _emit(g: _GraphBuilder, module: Module, prefix: str, x: str, shape: Shape
         return g.node("Relu", [x], name), out_shape
     if isinstance(module, Sigmoid):
         return g.node("Sigmoid", [x], name), out_shape
-    if isinstance(module, Tanh):
-        return g.node("Tanh", [x], name), out_shape
     if isinstance(module, Dropout):
         return x, out_shape
     if isinstance(module, Flatten):
