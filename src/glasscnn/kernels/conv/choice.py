@@ -33,16 +33,15 @@ def forward(x, weight, bias, stride, padding, dilation, out_hw, relu=False, grou
 
     Grouped layers: depthwise ones (one input channel per group) by
     :func:`depthwise.forward`, the others one group at a time (:func:`_per_group_forward`).
-    For the rest:
-
-    K-major im2col for one image or few output positions (:func:`im2col.forward_k_major`);
-    Winograd F(2×2, r×r) for the 3×3 and 5×5 stride-1 layers with many channels and tiles
-    that ``winograd.applies`` admits, where ``winograd.select`` finds it faster than the
-    GEMM path; else the GEMM path: kernel rows for the stride-1 layers :func:`rows_apply`
-    admits (:func:`kernel_rows.forward`); batch-innermost im2col for the others with fewer
-    than ``K_MAJOR_CHANNELS`` input channels and outputs at most ``CHWN_MAX_WIDTH`` wide
-    (:func:`batch_inner.forward`); :func:`im2col.forward` for the rest. ``relu``: rectify
-    the output (``conv2d_relu_forward``).
+    Ungrouped ones: K-major im2col for one image or few output positions
+    (:func:`im2col.forward_k_major`); Winograd F(2×2, r×r) for the 3×3 and 5×5 stride-1
+    layers with many channels and tiles that ``winograd.applies`` admits, where
+    ``winograd.select`` finds it faster than the GEMM path; else the GEMM path: kernel rows
+    for the stride-1 layers :func:`rows_apply` admits (:func:`kernel_rows.forward`);
+    batch-innermost im2col for the others with fewer than ``K_MAJOR_CHANNELS`` input
+    channels and outputs at most ``CHWN_MAX_WIDTH`` wide (:func:`batch_inner.forward`);
+    :func:`im2col.forward` for the rest. ``relu``: rectify the output
+    (``conv2d_relu_forward``).
     """
     if groups > 1:
         if depthwise.applies(x.shape, weight.shape, groups):
