@@ -32,6 +32,7 @@ CONFIGS = [
     ((2, 16, 9, 9), (16, 1, 5, 5), 2, 2, 1, 16, True),  # depthwise 5x5, channels-last
     ((2, 9, 8, 9), (9, 1, 4, 4), 1, "same", 2, 9, False),  # depthwise, even kernel, dilated
     ((3, 8, 7, 7), (8, 1, 3, 3), (3, 2), 0, (2, 1), 8, True),  # depthwise, pairs
+    ((2, 3, 5, 6), (3, 1, 2, 2), 1, 2, 1, 3, True),  # depthwise, P > D*(K-1): dx scattered
     ((2, 6, 7, 6), (4, 3, 3, 2), 2, 1, 1, 2, True),  # two groups
     ((1, 6, 8, 9), (6, 2, 2, 2), 1, "same", 1, 3, False),  # three groups, even kernel
     ((3, 12, 10, 10), (24, 3, 3, 3), 1, 0, 1, 4, True),  # four groups, channels-last output
@@ -212,8 +213,8 @@ def test_depthwise_layers_take_the_depthwise_path(config, monkeypatch, rng):
     assert calls == ["forward", "backward"]
 
 
-@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[1], CONFIGS[5], CONFIGS[8]],
-                         ids=[IDS[0], IDS[1], IDS[5], IDS[8]])
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[1], CONFIGS[5], CONFIGS[6], CONFIGS[9]],
+                         ids=[IDS[0], IDS[1], IDS[5], IDS[6], IDS[9]])
 def test_chunks_blocks_and_threads_give_the_same_result(config, monkeypatch, rng):
     """One image per chunk, one row per block and both threads: bitwise the defaults'."""
     x, w, b = _inputs(rng, config)

@@ -31,6 +31,7 @@ CONFIGS = [
     ((1, 6, 4, 5), (6, 2, 3, 2), 2, 0, 1, 3, 1, True),  # batch 1, three groups
     ((2, 8, 5, 5), (8, 1, 3, 3), 2, 1, 1, 8, 1, True),  # depthwise, stride 2
     ((2, 8, 5, 5), (8, 2, 3, 3), 1, 1, 0, 8, 1, False),  # depthwise, multiplier 2
+    ((2, 6, 5, 4), (6, 1, 3, 3), 1, 1, 0, 6, 1, False),  # depthwise, stride 1: gathered
     ((2, 3, 4, 4), (3, 5, 2, 2), 1, 0, 1, 1, 2, True),  # output_padding 1 >= stride 1
     ((2, 3, 4, 4), (3, 5, 3, 3), 3, 2, 2, 1, 1, True),  # stride 3, output_padding 2
     ((2, 3, 6, 6), (3, 5, 3, 3), 1, 3, 0, 1, 1, False),  # P > D*(K-1): col2im

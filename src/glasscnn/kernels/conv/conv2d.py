@@ -233,14 +233,14 @@ def conv2d_backward(
     dout = dout.astype(x.dtype, copy=False)
     weight = weight.astype(x.dtype, copy=False)
     args = (dout, x, weight, cache["stride"], cache["padding"], cache["dilation"])
-    groups = cache.get("groups", 1)
+    groups = cache["groups"]
     if cache["impl"] == "fast":
         dx, dw, db = choice.backward(*args, need_dx=need_dx, has_bias=cache["has_bias"],
                                      relu_out=cache.get("relu_out"), groups=groups)
     else:
         dx, dw = naive.backward(*args, groups=groups)
         db = dout.sum(axis=(0, 2, 3)) if cache["has_bias"] else None  # db[co] = Σ dout[:, co]
-    extra = cache.get("extra", (0, 0))
+    extra = cache["extra"]
     if need_dx and extra != (0, 0):  # the bottom/right rows of an asymmetric "same" pad
         dx = dx[:, :, :x.shape[2] - extra[0], :x.shape[3] - extra[1]]
     return (dx if need_dx else None), dw, db
