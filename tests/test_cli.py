@@ -94,7 +94,7 @@ def grey_png(path: Path, size: int = 28) -> Path:
     return path
 
 
-# ---- issue item 3: damaged files through every command -------------------------------
+# issue item 3: damaged files through every command
 
 
 def damaged(path: Path, how: str) -> Path:
@@ -144,7 +144,7 @@ def test_folder_given_as_checkpoint(tmp_path, capsys):
     assert "is a folder" in line
 
 
-# ---- the top level: OS errors, memory, pipes, Ctrl-C ----------------------------------
+# the top level: OS errors, memory, pipes, Ctrl-C
 
 
 @pytest.mark.parametrize(("error", "expect", "code"), [
@@ -196,7 +196,7 @@ def test_broken_pipe_exits_quietly(tmp_path):
     assert err == ""
 
 
-# ---- item 6: pictures of every mode --------------------------------------------------
+# item 6: pictures of every mode
 
 
 def test_sixteen_bit_picture_is_scaled_not_clipped(tmp_path):
@@ -236,7 +236,7 @@ def test_alpha_palette_and_one_bit_pictures_are_converted_as_documented(tmp_path
         Preprocessing((1, 4, 4)).read(tmp_path / "a.png")
 
 
-# ---- item 7: NaN and infinite logits -------------------------------------------------
+# item 7: NaN and infinite logits
 
 
 @pytest.mark.parametrize("breakage", ["nan_weight", "negative_var", "nan_std"])
@@ -277,7 +277,7 @@ def test_json_output_is_strict(mnist_checkpoint, tmp_path, capsys):
     json.loads(out, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
 
 
-# ---- item 8: class names -------------------------------------------------------------
+# item 8: class names
 
 
 def test_checkpoint_without_classes_gets_numbers_or_its_data_sets_names(tmp_path):
@@ -312,7 +312,7 @@ def test_assumed_class_names_are_said(tmp_path, capsys):
     assert "assumed" in json.loads(out)["classes_note"]
 
 
-# ---- item 10: odd paths and arguments ------------------------------------------------
+# item 10: odd paths and arguments
 
 
 def test_output_paths_that_are_folders_or_files(trained, tmp_path, capsys):
@@ -423,7 +423,7 @@ def test_full_disk_is_refused_before_training_and_keeps_the_checkpoint_later(
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
-# ---- item 11: Ctrl-C tells the truth -------------------------------------------------
+# item 11: Ctrl-C tells the truth
 
 
 def interrupt_at(epoch: int):
@@ -458,7 +458,7 @@ def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch,
     assert "--overwrite" in train_cmd.interrupted_message(info.value, out)
 
 
-# ---- item 12: one run per folder -----------------------------------------------------
+# item 12: one run per folder
 
 
 def test_second_run_into_a_held_folder_is_refused(tmp_path):
@@ -475,7 +475,7 @@ def test_second_run_into_a_held_folder_is_refused(tmp_path):
     assert (out / "checkpoint.npz").exists()
 
 
-# ---- issue 19: new commands and flags -------------------------------------------------
+# issue 19: new commands and flags
 
 
 def test_version_and_python_m(tmp_path):

@@ -80,7 +80,7 @@ def patched_pth(path: Path, state: dict, *edits: tuple[bytes, bytes]) -> Path:
     return path
 
 
-# ---------------------------------------------------------------- 1: no trace
+# 1: no trace
 
 
 def test_refused_pth_leaves_no_trace(tmp_path):
@@ -120,7 +120,7 @@ def test_dtype_flags_cannot_change_after_the_check():
     assert out.dtype == np.uint8 and not out.dtype.hasobject and out.tolist() == [0, 0, 0, 0]
 
 
-# ---------------------------------------------------------------- 2: memory
+# 2: memory
 
 
 def test_stride0_pth_view_stays_a_view(tmp_path):
@@ -256,7 +256,7 @@ def test_pickle_declared_lengths_allocate_only_what_is_there():
     assert peak < MiB
 
 
-# ---------------------------------------------------------------- 3: one clean error
+# 3: one clean error
 
 
 @pytest.mark.parametrize("depth", [1050, 200_000])
@@ -324,7 +324,7 @@ def test_weights_that_do_not_fit_are_a_checkpoint_error_too(tmp_path):
     assert isinstance(info.value, KeyError)
 
 
-# ---------------------------------------------------------------- 13: atomic writes
+# 13: atomic writes
 
 
 def test_killed_write_leaves_no_temporary_behind(tmp_path):
@@ -376,7 +376,7 @@ def test_written_files_get_the_umask_permissions(tmp_path, umask_022):
     assert leftovers == []
 
 
-# ---------------------------------------------------------------- fuzz
+# fuzz
 
 
 def mutations(data: bytes, rng: np.random.Generator, count: int) -> list[bytes]:

@@ -34,7 +34,6 @@ def _count(model) -> int:
     return sum(p.data.size for p in model.parameters())
 
 
-# --------------------------------------------------------------------- PyTorch twins
 
 def _twin_classes(torch):
     """torchvision's ResNet blocks and VGG, as written in torchvision/models (v0.8+)."""
@@ -190,7 +189,6 @@ def randomize_batch_norm(torch, twin) -> None:
                 m.num_batches_tracked.fill_(7)
 
 
-# ------------------------------------------------------------------ parameter counts
 
 @pytest.mark.parametrize("name", list(RESNETS))
 def test_resnet_parameter_count_is_torchvisions(name):
@@ -229,7 +227,6 @@ def test_all_classic_models_are_listed():
     assert listed["lenet5"] == (1, 32, 32)
 
 
-# ---------------------------------------------------------------------------- init
 
 def test_resnet_init_is_torchvisions():
     model = models.resnet18(rng=np.random.default_rng(0))
@@ -253,7 +250,6 @@ def test_vgg_init_is_torchvisions():
     assert np.all(fc.bias.data == 0)
 
 
-# --------------------------------------------------------------------------- parity
 
 @pytest.mark.parametrize("name, shape", [("resnet18", (2, 3, 64, 64)),
                                          ("resnet50", (2, 3, 64, 64)),
@@ -350,7 +346,6 @@ def test_resnet18_learns_a_batch_of_28x28_grey_images():
     assert losses[-1] < 0.5 * losses[0]
 
 
-# ------------------------------------------------------------------------- analysis
 
 @pytest.mark.parametrize("name, macs", [("resnet18", 1_814_073_344),
                                         ("resnet50", 4_089_184_256)])
@@ -376,13 +371,14 @@ def test_vgg16_macs_at_224_are_torchvisions():
     assert report.totals["macs"] - small + full == 15_470_264_320
 
 
-# ----------------------------------------------------------------------------- ONNX
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11", "vgg16_bn", "lenet5"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "vgg11",
+                                  "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
+                                  "vgg19_bn", "lenet5"])
 def test_onnx_export_runs_in_onnxruntime(name, tmp_path):
-    """Both block types and VGG with and without BN (the other depths repeat the same
-    layers). ResNets at 1×32×32 with 10 classes; VGGs at 3×32×32 with the light
-    classifier (their 1×1 feature map is broadcast to the 7×7 of the adaptive pool)."""
+    """Every model of this file. ResNets at 1×32×32 with 10 classes; VGGs at 3×32×32 with
+    the light classifier (their 1×1 feature map is broadcast to the 7×7 of the adaptive
+    pool)."""
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from glasscnn.io import export_onnx
@@ -412,7 +408,6 @@ def _onnx_ops(path) -> set[str]:
     return {node.op_type for node in onnx.load(str(path)).graph.node}
 
 
-# ---------------------------------------------------------------------------- bench
 
 def test_bench_zoo_inference_case_twin_gives_the_same_logits(torch):
     from glasscnn import bench

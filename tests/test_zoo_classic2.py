@@ -33,7 +33,6 @@ def _count(model) -> int:
     return sum(p.data.size for p in model.parameters())
 
 
-# --------------------------------------------------------------------- PyTorch twins
 
 def _twins(torch):
     """torchvision's networks, written from torchvision/models (v0.13+)."""
@@ -331,7 +330,6 @@ def loaded(torch, tmp_path_factory):
     return get
 
 
-# ------------------------------------------------------------------ parameter counts
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
 def test_parameter_count_is_torchvisions(name):
@@ -345,7 +343,6 @@ def test_all_are_listed():
     assert all(listed[name] == (3, 224, 224) for name in PUBLISHED)
 
 
-# --------------------------------------------------------------------------- parity
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
 def test_torch_checkpoint_loads_without_mapping_and_logits_agree(name, torch, loaded):
@@ -373,7 +370,6 @@ def test_to_torch_builds_the_same_network(name, torch, loaded):
         torch.testing.assert_close(built(x), twin(x), rtol=1e-5, atol=1e-5)
 
 
-# ------------------------------------------------------------------------ backward
 
 def test_branch_helpers_invert_each_other():
     x = np.arange(2 * 12 * 2 * 3, dtype=np.float64).reshape(2, 12, 2, 3)
@@ -442,7 +438,6 @@ def test_mobilenet_v2_learns_a_batch_of_28x28_grey_images():
     assert losses[-1] < 0.7 * losses[0]
 
 
-# ---------------------------------------------------------------------------- init
 
 def test_init_is_torchvisions():
     rng = np.random.default_rng(0)
@@ -466,7 +461,6 @@ def test_init_is_torchvisions():
     assert gn.conv1.bn.eps == 0.001
 
 
-# ------------------------------------------------------------------------- analysis
 
 # MACs at 3×224×224, from glasscnn's analysis (convs and fc layers; see docs/analysis.md)
 MACS_224 = {"mobilenet_v2": 300_774_272, "squeezenet1_0": 818_924_576,
@@ -494,7 +488,6 @@ def test_every_layer_is_a_row(name):
     assert report.totals["params"] == _count(model)
 
 
-# ----------------------------------------------------------------------------- ONNX
 
 @pytest.mark.parametrize("name", list(PUBLISHED))
 def test_onnx_export_runs_in_onnxruntime(name, tmp_path):
