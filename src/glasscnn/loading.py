@@ -509,8 +509,7 @@ def load_predictor(
                                  f"NAME (one of {', '.join(models.REGISTRY)})")
             kwargs = dict(model_kwargs or {})
             state_dict = _guarded(path, load_state_dict)
-            model = build_zoo_model(model_name, kwargs, source,
-                                    None if strip_prefix else state_dict)
+            model = build_zoo_model(model_name, kwargs, source)
             _fill(model, model_name, state_dict, source, strip_prefix)
             pre = recipe_preprocessing(model_name, kwargs)
             classes, note = _plain_classes(model_name, _num_outputs(model, pre.input_shape))

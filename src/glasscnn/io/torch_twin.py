@@ -64,7 +64,7 @@ def _twin(module: gnn.Module, torch: Any) -> Any:
         return _residual_twin(module, [n for n, _ in main], shortcut and shortcut[0],
                               act and act[0], torch)
     if hasattr(module, "concat_parts"):
-        return _concat_twin(module, torch)
+        return _concat_parts_twin(module, torch)
     if isinstance(module, gnn.Conv2d):
         return nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
                          module.stride, module.padding, module.dilation, module.groups,
@@ -169,7 +169,7 @@ def _residual_twin(block: gnn.Module, main: list[str], shortcut: str | None, act
     return ResidualBlock()
 
 
-def _concat_twin(block: gnn.Module, torch: Any) -> Any:
+def _concat_parts_twin(block: gnn.Module, torch: Any) -> Any:
     """A torch module with ``block``'s children running its ``concat_parts()``: the head,
     each branch on its channels, the concatenation and the channel shuffle."""
     head, branches, groups = block.concat_parts()
