@@ -186,18 +186,7 @@ class StepCase:
 
 def inference_case(batch: int, torch: Any | None) -> StepCase:
     """alexnet_cifar33 forward in evaluation mode on a batch of 3×33×33 images."""
-    model = zoo.alexnet_cifar33().eval()
-    x, _ = _batch((batch, 3, 33, 33))
-    theirs = None
-    if torch is not None:
-        twin = to_torch(model, torch).eval()
-        tx = torch.from_numpy(x)
-
-        def theirs() -> Any:
-            with torch.inference_mode():
-                return twin(tx)
-
-    return StepCase(model, lambda: model(x), theirs, 2.0 * model_macs(model, x.shape))
+    return zoo_inference_case("alexnet_cifar33", batch, torch, size=33)
 
 
 def zoo_inference_case(name: str, batch: int, torch: Any | None, size: int = 224) -> StepCase:
