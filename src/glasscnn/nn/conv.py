@@ -9,8 +9,8 @@ import numpy as np
 from glasscnn import kernels as K
 from glasscnn.kernels._common import pair
 from glasscnn.kernels.conv.conv2d import check_groups
-from glasscnn.nn.init import default_rng, kaiming_uniform
-from glasscnn.nn.module import Module, Parameter
+from glasscnn.nn.layers import conv_extra_repr, kaiming_parameters
+from glasscnn.nn.module import Module
 
 
 class ConvTranspose2d(Module):
@@ -62,14 +62,11 @@ class ConvTranspose2d(Module):
             raise ValueError(f"{name}: output_padding {self.output_padding} must be smaller "
                              f"than the stride {self.stride} or the dilation {self.dilation}")
         self.impl = impl
-        rng = rng or default_rng()
         # PyTorch's fan_in of a transposed conv's weight: its dimension 1 times the kernel
         fan_in = out_channels // groups * self.kernel_size[0] * self.kernel_size[1]
-        self.weight = Parameter(kaiming_uniform(
-            (in_channels, out_channels // groups, *self.kernel_size), fan_in, rng, dtype))
-        self.bias = (
-            Parameter(kaiming_uniform((out_channels,), fan_in, rng, dtype)) if bias else None
-        )
+        self.weight, self.bias = kaiming_parameters(
+            (in_channels, out_channels // groups, *self.kernel_size), out_channels, fan_in,
+            bias, rng, dtype)
         self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -82,8 +79,6 @@ class ConvTranspose2d(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         """Accumulate dW (and db); return dx of shape (N, C_in, H, W), or None if not needed."""
-        if self._cache is None:
-            raise ValueError("ConvTranspose2d: backward called before forward")
         dx, dw, db = K.conv_transpose2d_backward(dout, self._cache, need_dx=self.input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
@@ -107,19 +102,8 @@ class ConvTranspose2d(Module):
         return (input_shape[0], self.out_channels, *hw)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
-        if self.padding != (0, 0):
-            s += f", padding={self.padding}"
-        if self.output_padding != (0, 0):
-            s += f", output_padding={self.output_padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
+        return conv_extra_repr(self, padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
+                               groups=1)
 
 
 def _single(value: Any, name: str) -> int:
@@ -178,13 +162,10 @@ class Conv1d(Module):
         self._pads = (begin[1], end[1])
         self.padding = padding
         self.impl = impl
-        rng = rng or default_rng()
         fan_in = in_channels // groups * self.kernel_size[0]
-        self.weight = Parameter(kaiming_uniform(
-            (out_channels, in_channels // groups, self.kernel_size[0]), fan_in, rng, dtype))
-        self.bias = (
-            Parameter(kaiming_uniform((out_channels,), fan_in, rng, dtype)) if bias else None
-        )
+        self.weight, self.bias = kaiming_parameters(
+            (out_channels, in_channels // groups, self.kernel_size[0]), out_channels, fan_in,
+            bias, rng, dtype)
         self._cache = None
 
     def pads(self) -> tuple[int, int]:
@@ -205,8 +186,6 @@ class Conv1d(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         """Accumulate dW (and db); return dx of shape (N, C_in, L), or None if not needed."""
-        if self._cache is None:
-            raise ValueError("Conv1d: backward called before forward")
         dout = np.asarray(dout)
         dx, dw, db = K.conv2d_backward(dout[:, :, None, :], self._cache,
                                        need_dx=self.input_grad)
@@ -233,14 +212,4 @@ class Conv1d(Module):
         return (input_shape[0], self.out_channels, length)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
-        if self.padding != (0,):
-            s += f", padding={self.padding!r}"
-        if self.dilation != (1,):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
+        return conv_extra_repr(self, padding=(0,), dilation=(1,), groups=1)

@@ -21,6 +21,28 @@ def _check_shape_ndim(name: str, input_shape: tuple[int, ...], ndims: tuple[int,
         )
 
 
+def kaiming_parameters(weight_shape: tuple[int, ...], out_features: int, fan_in: int,
+                       bias: bool, rng: np.random.Generator | None, dtype: Any
+                       ) -> tuple[Parameter, Parameter | None]:
+    """PyTorch's default initialisation of a conv or linear layer: weight and bias both
+    U(−1/√fan_in, 1/√fan_in) (kaiming uniform with a = √5); the bias None without ``bias``."""
+    rng = rng or default_rng()
+    weight = Parameter(kaiming_uniform(weight_shape, fan_in, rng, dtype))
+    return weight, (Parameter(kaiming_uniform((out_features,), fan_in, rng, dtype))
+                    if bias else None)
+
+
+def conv_extra_repr(module: Module, **defaults: Any) -> str:
+    """A convolution's arguments as PyTorch prints them: channels, kernel and stride, then
+    each attribute of ``defaults`` that differs from its default, and ``bias=False``."""
+    s = (f"{module.in_channels}, {module.out_channels}, kernel_size={module.kernel_size}, "
+         f"stride={module.stride}")
+    for name, default in defaults.items():
+        if getattr(module, name) != default:
+            s += f", {name}={getattr(module, name)!r}"
+    return s + (", bias=False" if module.bias is None else "")
+
+
 def _window_arg(layer: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
     """``pair(value)`` after checking both entries are >= ``minimum`` (the raw value echoed)."""
     p = pair(value, name, layer)
@@ -104,13 +126,10 @@ class Conv2d(Module):
                                     "Conv2d")
         self.padding = padding if isinstance(padding, str) else self._pads[0]
         self.impl = impl
-        rng = rng or default_rng()
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
-        self.weight = Parameter(kaiming_uniform(
-            (out_channels, in_channels // groups, *self.kernel_size), fan_in, rng, dtype))
-        self.bias = (
-            Parameter(kaiming_uniform((out_channels,), fan_in, rng, dtype)) if bias else None
-        )
+        self.weight, self.bias = kaiming_parameters(
+            (out_channels, in_channels // groups, *self.kernel_size), out_channels, fan_in,
+            bias, rng, dtype)
         self._cache = None
 
     def pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -160,17 +179,7 @@ class Conv2d(Module):
         )
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
-        if self.padding != (0, 0):
-            s += f", padding={self.padding!r}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
+        return conv_extra_repr(self, padding=(0, 0), dilation=(1, 1), groups=1)
 
 
 class Linear(Module):
@@ -192,13 +201,8 @@ class Linear(Module):
         check_impl(impl, "Linear")
         self.in_features, self.out_features = in_features, out_features
         self.impl = impl
-        rng = rng or default_rng()
-        self.weight = Parameter(
-            kaiming_uniform((out_features, in_features), in_features, rng, dtype)
-        )
-        self.bias = (
-            Parameter(kaiming_uniform((out_features,), in_features, rng, dtype)) if bias else None
-        )
+        self.weight, self.bias = kaiming_parameters(
+            (out_features, in_features), out_features, in_features, bias, rng, dtype)
         self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
