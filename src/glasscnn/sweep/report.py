@@ -84,7 +84,7 @@ def top_table(rows: Sequence[Mapping[str, Any]], space: Mapping[str, Param], top
     lines = [head]
     for rank, row in enumerate(rows[:top], 1):
         lines.append([str(rank), str(row["trial"]), *(_value(row.get(k, "")) for k in space),
-                      _accuracy(row["best_val_accuracy"]), _value(row["val_loss"]),
+                      _accuracy(row["best_val_accuracy"]), f"{float(row['val_loss']):.4f}",
                       str(row["epochs"]), f"{float(row['seconds']):.0f}", str(row["node"])])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True))

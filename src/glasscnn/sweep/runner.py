@@ -258,6 +258,8 @@ def run(
     _check_out(out)
     if trials < 1:
         raise ValueError(f"sweep: trials must be >= 1, got {trials}")
+    if cpus is not None and cpus < 1:
+        raise ValueError(f"sweep: cpus must be >= 1, got {cpus}")
     if scheduler not in (None, "asha"):
         raise ValueError(f"sweep: scheduler must be None or 'asha', got {scheduler!r}")
     if recipe.resolved_val_size() == 0:
