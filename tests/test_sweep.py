@@ -352,7 +352,7 @@ def test_two_node_cluster(two_node_cluster, data, tmp_path) -> None:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "retrain it in full: glasscnn train lenet_bn" in done.stdout
-    assert "on 2 CPUs (2 nodes)" in done.stdout
+    assert "on 2 CPUs (2 nodes)" in done.stdout, (out / "results.csv").read_text()
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4 and all(r["status"] == "done" for r in rows)

@@ -215,6 +215,9 @@ def run(
     CPU, reporting validation accuracy and loss each epoch and checkpointing after each
     epoch; a trial whose worker dies restarts from its last checkpoint (up to
     ``max_failures`` times). The data set is put into Ray's object store once and shared.
+    On this machine the trial workers are reused from trial to trial; on a cluster
+    (``address``) each trial gets a fresh worker, so that Ray places it on whichever node
+    has a free CPU.
 
     Writes into ``out``: ``results.csv`` (a row per trial, best first), ``sweep.json`` (the
     recipe, the space and the timings), ``best/checkpoint.npz`` and ``best/history.json``
@@ -301,7 +304,7 @@ def run(
         tuner = tune.Tuner(
             trainable, param_space=to_tune(searched),
             tune_config=tune.TuneConfig(num_samples=trials, metric="val_accuracy", mode="max",
-                                        scheduler=asha, reuse_actors=True),
+                                        scheduler=asha, reuse_actors=address is None),
             run_config=tune.RunConfig(
                 name=TUNE_DIR if storage is None else out.name,
                 storage_path=storage or str(out), verbose=0,
