@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -317,6 +318,8 @@ def two_node_cluster():
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=30)
+        for folder in dirs:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
