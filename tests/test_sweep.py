@@ -318,8 +318,12 @@ def two_node_cluster():
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=30)
-        for folder in dirs:
-            shutil.rmtree(folder, ignore_errors=True)
+        for folder in dirs:  # Ray's processes may still be writing logs as they exit
+            for _ in range(40):
+                shutil.rmtree(folder, ignore_errors=True)
+                if not os.path.exists(folder):
+                    break
+                time.sleep(0.5)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
