@@ -321,8 +321,7 @@ def run(
             + ", ".join(str(p) for p in searched.values()))
         out.mkdir(parents=True, exist_ok=True)
         trainable = tune.with_resources(
-            tune.with_parameters(train_trial, recipe=recipe.to_dict(), datasets=datasets,
-                                 root=None if root is None else str(root)),
+            tune.with_parameters(train_trial, recipe=recipe.to_dict(), datasets=datasets),
             {"cpu": 1})
         asha = (ASHAScheduler(time_attr="epoch", max_t=recipe.epochs, grace_period=1,
                               reduction_factor=ASHA_REDUCTION) if scheduler == "asha" else None)
