@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from glasscnn.checkpoint import atomic_write
 from glasscnn.sweep.space import MODEL_PREFIX, Param
 from glasscnn.train import Recipe
@@ -84,7 +86,7 @@ def top_table(rows: Sequence[Mapping[str, Any]], space: Mapping[str, Param], top
     lines = [head]
     for rank, row in enumerate(rows[:top], 1):
         lines.append([str(rank), str(row["trial"]), *(_value(row.get(k, "")) for k in space),
-                      _accuracy(row["best_val_accuracy"]), _value(row["val_loss"]),
+                      _accuracy(row["best_val_accuracy"]), f"{float(row['val_loss']):.4f}",
                       str(row["epochs"]), f"{float(row['seconds']):.0f}", str(row["node"])])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True))
@@ -129,7 +131,7 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], histories: Mapping[str, Sequen
     Returns:
         ``path``.
     """
-    from matplotlib.ticker import MaxNLocator, NullFormatter
+    from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
 
     names = list(space)
     panels = len(names) + 1
@@ -151,7 +153,12 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], histories: Mapping[str, Sequen
         if p.kind == "loguniform":
             ax.set_xscale("log")
             ax.set_xlim(p.args[0] / 1.1, p.args[1] * 1.1)
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            if p.args[1] / p.args[0] >= 10:  # several decades: label the decades only
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            else:  # under a decade: four ticks spread over the range
+                ticks = np.geomspace(p.args[0], p.args[1], 4)
+                ax.set_xticks(ticks, [f"{t:.2g}" for t in ticks])
+                ax.xaxis.set_minor_locator(NullLocator())
         ax.scatter(xs, ys, s=22, color="#1f77b4", alpha=0.8)
         if scored:
             ax.scatter(xs[:1], ys[:1], s=60, color="#d62728", marker="*", zorder=3,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from glasscnn.train import Recipe
 
 RESULTS, META, PLOT, BEST, TUNE_DIR = "results.csv", "sweep.json", "sweep.png", "best", "tune"
 CONNECT_TIMEOUT = 5.0
+JOIN_ENV, JOIN_ATTEMPTS = "RAY_gcs_server_port_wait_time_s", 5
 ASHA_REDUCTION = 3
 
 
@@ -102,6 +105,27 @@ def _check_address(address: str) -> None:
                          "--address out to run on this machine") from None
 
 
+@contextlib.contextmanager
+def _bounded_quiet_join() -> Iterator[None]:
+    """While joining a cluster: at most ``JOIN_ATTEMPTS`` attempts (about a second each), and
+    stderr set aside, where Ray's C++ client writes a warning per failed attempt."""
+    before = os.environ.get(JOIN_ENV)
+    os.environ.setdefault(JOIN_ENV, str(JOIN_ATTEMPTS))
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+        if before is None:
+            os.environ.pop(JOIN_ENV, None)
+
+
 def _start_ray(address: str | None, cpus: int | None, log: Callable[[str], None]) -> bool:
     """Join ``address`` or start Ray here; False when Ray was already running in-process."""
     import ray
@@ -114,7 +138,8 @@ def _start_ray(address: str | None, cpus: int | None, log: Callable[[str], None]
         if address is None:
             ray.init(num_cpus=cpus, include_dashboard=False, **options)
         else:
-            ray.init(address=address, **options)
+            with _bounded_quiet_join():
+                ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, TimeoutError) as err:
         where = f"--address {address}" if address else "ray.init"
         if "auth" in f"{err!r} {err.__cause__!r}".lower():
@@ -215,6 +240,9 @@ def run(
     CPU, reporting validation accuracy and loss each epoch and checkpointing after each
     epoch; a trial whose worker dies restarts from its last checkpoint (up to
     ``max_failures`` times). The data set is put into Ray's object store once and shared.
+    On this machine the trial workers are reused from trial to trial; on a cluster
+    (``address``) each trial gets a fresh worker, so that Ray places it on whichever node
+    has a free CPU.
 
     Writes into ``out``: ``results.csv`` (a row per trial, best first), ``sweep.json`` (the
     recipe, the space and the timings), ``best/checkpoint.npz`` and ``best/history.json``
@@ -258,6 +286,8 @@ def run(
     _check_out(out)
     if trials < 1:
         raise ValueError(f"sweep: trials must be >= 1, got {trials}")
+    if cpus is not None and cpus < 1:
+        raise ValueError(f"sweep: cpus must be >= 1, got {cpus}")
     if scheduler not in (None, "asha"):
         raise ValueError(f"sweep: scheduler must be None or 'asha', got {scheduler!r}")
     if recipe.resolved_val_size() == 0:
@@ -291,15 +321,14 @@ def run(
             + ", ".join(str(p) for p in searched.values()))
         out.mkdir(parents=True, exist_ok=True)
         trainable = tune.with_resources(
-            tune.with_parameters(train_trial, recipe=recipe.to_dict(), datasets=datasets,
-                                 root=None if root is None else str(root)),
+            tune.with_parameters(train_trial, recipe=recipe.to_dict(), datasets=datasets),
             {"cpu": 1})
         asha = (ASHAScheduler(time_attr="epoch", max_t=recipe.epochs, grace_period=1,
                               reduction_factor=ASHA_REDUCTION) if scheduler == "asha" else None)
         tuner = tune.Tuner(
             trainable, param_space=to_tune(searched),
             tune_config=tune.TuneConfig(num_samples=trials, metric="val_accuracy", mode="max",
-                                        scheduler=asha, reuse_actors=True),
+                                        scheduler=asha, reuse_actors=address is None),
             run_config=tune.RunConfig(
                 name=TUNE_DIR if storage is None else out.name,
                 storage_path=storage or str(out), verbose=0,

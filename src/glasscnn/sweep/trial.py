@@ -41,7 +41,7 @@ def _node() -> tuple[str, str]:
 
 
 def train_trial(config: dict[str, Any], recipe: dict[str, Any],
-                datasets: tuple[Dataset, Dataset], root: str | None = None) -> None:
+                datasets: tuple[Dataset, Dataset]) -> None:
     """Train one sampled configuration, reporting to Ray Tune after every epoch.
 
     Called by Ray Tune in a worker (through ``tune.with_parameters``); glasscnn's kernel
@@ -52,7 +52,6 @@ def train_trial(config: dict[str, Any], recipe: dict[str, Any],
         config: the sampled values (``lr``, ``weight_decay``, ``model.dropout`` …).
         recipe: the sweep's base recipe (``Recipe.to_dict()``).
         datasets: ``(train, test)`` uint8 data sets, shared through Ray's object store.
-        root: data folder (unused when ``datasets`` is given; kept for the recipe).
 
     Reports per epoch: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
     ``val_accuracy``, ``best_val_accuracy``, ``lr``, ``seconds`` (the trial's wall time
@@ -64,13 +63,12 @@ def train_trial(config: dict[str, Any], recipe: dict[str, Any],
     work = Path(tempfile.mkdtemp(prefix="glasscnn-trial-"))
     try:
         with single_threaded():
-            _train(run, datasets, root, work, tune)
+            _train(run, datasets, work, tune)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _train(run: Recipe, datasets: tuple[Dataset, Dataset], root: str | None, work: Path,
-           tune: Any) -> None:
+def _train(run: Recipe, datasets: tuple[Dataset, Dataset], work: Path, tune: Any) -> None:
     start = time.perf_counter()
     state = {"seconds": 0.0, "restores": 0}
     resume = None
@@ -81,7 +79,7 @@ def _train(run: Recipe, datasets: tuple[Dataset, Dataset], root: str | None, wor
             state.update(json.loads((Path(folder) / STATE).read_text()))
         state["restores"] += 1
         resume = work / CHECKPOINT
-    setup = prepare(run, root, datasets)
+    setup = prepare(run, datasets=datasets)
     node, host = _node()
     doc = {"recipe": run.to_dict(), "model_kwargs": setup.model_kwargs,
            "classes": setup.meta["classes"]}
