@@ -39,3 +39,27 @@ def kaiming_uniform(
     """
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+class ZeroGenerator(np.random.Generator):
+    """A generator whose every draw is zeros: builds a network's layers and shapes without
+    the cost of drawing its weights, for counting (``glasscnn models``, ``analyze``)."""
+
+    def __init__(self) -> None:
+        super().__init__(np.random.PCG64(0))
+
+    def uniform(self, low: object = 0.0, high: object = 1.0, size: object = None) -> np.ndarray:
+        """Zeros of ``size``."""
+        return np.zeros(() if size is None else size)
+
+    def normal(self, loc: object = 0.0, scale: object = 1.0, size: object = None) -> np.ndarray:
+        """Zeros of ``size``."""
+        return np.zeros(() if size is None else size)
+
+    def standard_normal(self, size: object = None, dtype: object = np.float64,
+                        out: np.ndarray | None = None) -> np.ndarray:
+        """Zeros of ``size`` (or ``out`` zeroed)."""
+        if out is not None:
+            out[...] = 0
+            return out
+        return np.zeros(() if size is None else size, dtype)

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from glasscnn import models
+from glasscnn.cli.recipe_args import add_recipe_arguments, recipe_from_args
 from glasscnn.train import TrainingDiverged
 from glasscnn.train.progress import progress_factory
-from glasscnn.train.recipes import (
-    AUGMENTATIONS,
-    DATASETS,
-    NORMALIZATIONS,
-    OPTIMIZERS,
-    SCHEDULES,
-    Recipe,
-)
 from glasscnn.train.run import CHECKPOINT, RunInterrupted, train_run
-
-
-def _model_arg(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,38 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "OUT/confusion.png, and print the test accuracy. Without --out, OUT is "
                     "runs/MODEL-N (the next free N). See docs/training.md.",
     )
-    p.add_argument("model", choices=list(models.REGISTRY), metavar="MODEL",
-                   help=f"zoo model: {', '.join(models.REGISTRY)}")
-    p.add_argument("--data", choices=DATASETS, default="fashion-mnist",
-                   help="data set (default fashion-mnist)")
-    p.add_argument("--data-root", help="data folder (default: see `glasscnn data list`)")
-    p.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
-    p.add_argument("--batch-size", type=int, default=128, help="default 128")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default adam")
-    p.add_argument("--lr", type=float, default=1e-3, help="(peak) learning rate, default 1e-3")
-    p.add_argument("--weight-decay", type=float, default=0.0,
-                   help="optimizer weight decay (decoupled for adamw), default 0")
-    p.add_argument("--momentum", type=float, default=0.9, help="sgd/rmsprop momentum")
-    p.add_argument("--schedule", choices=SCHEDULES, default="none",
-                   help="learning-rate schedule (default none)")
-    p.add_argument("--l2", type=float, default=0.0,
-                   help="L2 term 0.5*l2*sum(W^2) on weight tensors (the course recipes' reg)")
-    p.add_argument("--clip-norm", type=float, help="clip gradients to this global norm")
-    p.add_argument("--normalize", choices=NORMALIZATIONS, default="channel",
-                   help="channel: per-channel mean/std of the training split (default); "
-                        "symmetric: (x/255-0.5)/0.5; rescale: x/255")
-    p.add_argument("--augment", choices=AUGMENTATIONS, default="none",
-                   help="random crops (and flips) of the training images (default none)")
-    p.add_argument("--val-size", type=int,
-                   help="validation images held out of the training split (default 5000; "
-                        "1000 for cifar10; shrunk in proportion with --train-limit; 0: none)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seeds split, shuffling, init, dropout (default 0)")
-    p.add_argument("--train-limit", type=int, help="use only this many training images")
+    add_recipe_arguments(
+        p, epochs=10, seed_help="seeds split, shuffling, init, dropout (default 0)")
     p.add_argument("--test-limit", type=int, help="test on only this many images")
-    p.add_argument("--model-arg", action="append", type=_model_arg, default=[],
-                   metavar="KEY=VALUE",
-                   help="extra builder argument, e.g. dropout=0 or batchnorm=false (repeat)")
     p.add_argument("--out", help="run folder (default: runs/MODEL-N, the next free N)")
     p.add_argument("--resume", action="store_true",
                    help="continue OUT/checkpoint.npz (same options; --epochs may grow)")
@@ -81,18 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.set_defaults(func=run)
-
-
-def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    """The ``Recipe`` described by parsed ``train`` arguments."""
-    return Recipe(
-        model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
-        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-        momentum=args.momentum, schedule=args.schedule, l2=args.l2, clip_norm=args.clip_norm,
-        normalize=args.normalize, augment=args.augment, val_size=args.val_size, seed=args.seed,
-        train_limit=args.train_limit, test_limit=args.test_limit,
-        model_kwargs=dict(args.model_arg),
-    )
 
 
 def next_run_folder(model: str, parent: str | Path = "runs") -> Path:
