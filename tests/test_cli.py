@@ -185,9 +185,10 @@ def test_unexpected_errors_are_one_line_for_the_program_only(monkeypatch, capsys
 
 
 def test_broken_pipe_exits_quietly(tmp_path):
-    """``glasscnn models | head -1``: the reader goes away; no traceback, non-zero exit."""
+    """``glasscnn data list | head -1``: the reader goes away; no traceback, non-zero exit."""
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.Popen([sys.executable, "-m", "glasscnn", "models"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "glasscnn", "data", "list"],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, cwd=tmp_path)
     proc.stdout.close()
     err = proc.stderr.read().decode()
