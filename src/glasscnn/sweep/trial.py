@@ -25,6 +25,7 @@ from glasscnn.data import Dataset
 from glasscnn.kernels._parallel import single_threaded
 from glasscnn.sweep.space import apply
 from glasscnn.train import Recipe, Trainer, TrainingDiverged, prepare
+from glasscnn.train.run import make_trainer
 
 CHECKPOINT, HISTORY, STATE = "checkpoint.npz", "history.json", "trial.json"
 
@@ -100,11 +101,7 @@ def _train(run: Recipe, datasets: tuple[Dataset, Dataset], work: Path, tune: Any
                                    "restores": state["restores"]})
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(work))
 
-    trainer = Trainer(setup.model, setup.optimizer, train_loader=setup.train_loader,
-                      val_loader=setup.val_loader, schedule=setup.schedule,
-                      schedule_interval=setup.schedule_interval, l2=run.l2,
-                      clip_norm=run.clip_norm, checkpoint=work / CHECKPOINT, meta=setup.meta,
-                      groups=setup.groups, on_epoch=on_epoch)
+    trainer = make_trainer(setup, run, work / CHECKPOINT, on_epoch=on_epoch)
     try:
         trainer.fit(run.epochs, resume=resume)
     except TrainingDiverged:

@@ -205,6 +205,23 @@ def epoch_line(record: dict[str, float], epochs: int) -> str:
                    f"lr {record['lr']:.3g}")
 
 
+def make_trainer(setup: Setup, recipe: Recipe, checkpoint: str | os.PathLike,
+                 **hooks: Any) -> Trainer:
+    """The ``Trainer`` of a prepared run, as ``glasscnn train`` and each sweep trial use it.
+
+    Args:
+        setup: what ``prepare(recipe)`` built (model, optimizer, loaders, schedule, meta).
+        recipe: the recipe (its ``l2`` and ``clip_norm``).
+        checkpoint: where the Trainer writes its checkpoint after every epoch.
+        **hooks: ``progress``, ``on_epoch`` and the Trainer's other keyword options.
+    """
+    return Trainer(setup.model, setup.optimizer, train_loader=setup.train_loader,
+                   val_loader=setup.val_loader, schedule=setup.schedule,
+                   schedule_interval=setup.schedule_interval, l2=recipe.l2,
+                   clip_norm=recipe.clip_norm, checkpoint=checkpoint, meta=setup.meta,
+                   groups=setup.groups, **hooks)
+
+
 def train_run(
     recipe: Recipe, out: str | os.PathLike, resume: bool = False, overwrite: bool = False,
     root: str | os.PathLike | None = None,
@@ -282,11 +299,7 @@ def _train_locked(
 
             plot_curves(trainer.history, out / CURVES, title)
 
-    trainer = Trainer(setup.model, setup.optimizer, train_loader=setup.train_loader,
-                      val_loader=setup.val_loader, schedule=setup.schedule,
-                      schedule_interval=setup.schedule_interval, l2=recipe.l2,
-                      clip_norm=recipe.clip_norm, checkpoint=ckpt_path, meta=setup.meta,
-                      groups=setup.groups, progress=progress, on_epoch=on_epoch)
+    trainer = make_trainer(setup, recipe, ckpt_path, progress=progress, on_epoch=on_epoch)
     if resume:
         log(f"resuming {ckpt_path} after epoch {done} of {recipe.epochs}")
     start = time.perf_counter()
