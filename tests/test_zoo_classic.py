@@ -13,12 +13,17 @@ import math
 
 import numpy as np
 import pytest
+from zoo_helper import (
+    check_training_step,
+    losses_of_a_few_steps,
+    param_count,
+    randomize_batch_norm,
+)
 
 from glasscnn import models
 from glasscnn.analysis import analyze
-from glasscnn.io import load_into, to_torch
+from glasscnn.io import load_into
 from glasscnn.models.vgg import CONFIGS
-from glasscnn.nn import CrossEntropyLoss
 
 RESNETS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
            "resnet101": 44_549_160}
@@ -28,11 +33,6 @@ VGGS = {"vgg11": 132_863_336, "vgg11_bn": 132_868_840, "vgg13": 133_047_848,
 # torchvision's classifier at 1000 classes: 25088→4096, 4096→4096, 4096→1000, with biases
 VGG_CLASSIFIER = (25088 + 1) * 4096 + (4096 + 1) * 4096 + (4096 + 1) * 1000
 WIDTH = 16  # a light VGG classifier, so that tests need not build 120 M fc weights
-
-
-def _count(model) -> int:
-    return sum(p.data.size for p in model.parameters())
-
 
 
 def _twin_classes(torch):
@@ -175,32 +175,17 @@ def make_twin(torch, name: str, num_classes: int = 10, in_channels: int = 3):
     return vgg(CONFIGS[depth], name.endswith("_bn"), num_classes, WIDTH)
 
 
-def randomize_batch_norm(torch, twin) -> None:
-    """Non-trivial γ, β and running statistics in every BatchNorm2d of ``twin``."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in twin.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(0.5 + torch.rand(c, generator=g))
-                m.bias.copy_(0.1 * torch.randn(c, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(c, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=g))
-                m.num_batches_tracked.fill_(7)
-
-
-
 @pytest.mark.parametrize("name", list(RESNETS))
 def test_resnet_parameter_count_is_torchvisions(name):
-    assert _count(models.get(name)) == RESNETS[name]
+    assert param_count(models.get(name)) == RESNETS[name]
 
 
 @pytest.mark.parametrize("name", list(VGGS))
 def test_vgg_parameter_count_is_torchvisions(name):
     """features counted on the model; torchvision's classifier is 25088→4096→4096→1000."""
     model = models.get(name, classifier_width=WIDTH)
-    small_classifier = _count(model.classifier)
-    assert _count(model) - small_classifier + VGG_CLASSIFIER == VGGS[name]
+    small_classifier = param_count(model.classifier)
+    assert param_count(model) - small_classifier + VGG_CLASSIFIER == VGGS[name]
     widths = [fc.weight.shape for fc in model.classifier if hasattr(fc, "weight")]
     assert widths == [(WIDTH, 25088), (WIDTH, WIDTH), (1000, WIDTH)]
 
@@ -213,7 +198,7 @@ def test_vgg_classifier_defaults_to_torchvisions_width():
 
 def test_lenet5_parameter_count_and_keys():
     model = models.lenet5()
-    assert _count(model) == 61_706
+    assert param_count(model) == 61_706
     assert [k for k in model.state_dict() if k.endswith("weight")] == [
         "conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "fc3.weight"]
     assert model.fc1.weight.shape == (120, 400)
@@ -263,7 +248,7 @@ def test_torch_checkpoint_loads_without_mapping_and_logits_agree(name, shape, to
     kwargs = {"classifier_width": WIDTH} if name.startswith("vgg") else {}
     model = models.get(name, num_classes=10, **kwargs)
     assert list(model.state_dict()) == list(twin.state_dict())
-    assert _count(model) == sum(p.numel() for p in twin.parameters())
+    assert param_count(model) == sum(p.numel() for p in twin.parameters())
     load_into(model, path)  # strict, no key mapping
     model.eval()
     twin.eval()
@@ -277,28 +262,11 @@ def test_torch_checkpoint_loads_without_mapping_and_logits_agree(name, shape, to
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 def test_training_step_gradients_match_torch(name, torch):
-    """Train mode (batch statistics), 1×32×32 input: the loss, every parameter gradient and
-    the updated running statistics agree with the twin. In float64: with 1×1 maps in
-    layer4, batch norm over 2 values per channel amplifies float32 rounding."""
-    model = models.get(name, in_channels=1, num_classes=10, dtype=np.float64,
-                       rng=np.random.default_rng(3))
-    twin = to_torch(model, torch).train()
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((2, 1, 32, 32))
-    y = rng.integers(0, 10, 2)
-    criterion = CrossEntropyLoss()
-    loss = criterion(model(x), y)
-    model.backward(criterion.backward())
-    t_loss = torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)), torch.from_numpy(y))
-    t_loss.backward()
-    assert loss == pytest.approx(t_loss.item(), rel=1e-10)
-    grads = dict(twin.named_parameters())
-    for key, p in model.named_parameters():
-        ref = grads[key].grad.numpy()
-        assert np.abs(p.grad - ref).max() <= 1e-7 * np.abs(ref).max(), key
-    buffers = dict(twin.named_buffers())
-    for key, b in model.named_buffers():
-        np.testing.assert_allclose(b, buffers[key].numpy(), rtol=1e-7, atol=1e-10)
+    """Train mode (batch statistics), 1×32×32 input: the loss, every parameter gradient, the
+    input gradient and the updated running statistics agree with the twin. In float64: with
+    1×1 maps in layer4, batch norm over 2 values per channel amplifies float32 rounding."""
+    check_training_step(torch, name, (2, 1, 32, 32), loss_rel=1e-10, grad_rel=1e-7,
+                        check_dx=True)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
@@ -328,23 +296,10 @@ def test_infer_equals_eval_forward_and_keeps_no_activations(name):
 
 def test_resnet18_learns_a_batch_of_28x28_grey_images():
     """A few Adam steps on one 1×28×28 batch (the Fashion-MNIST shape) lower the loss."""
-    from glasscnn.optim import Adam
-
     model = models.resnet18(in_channels=1, num_classes=10, input_size=28,
                             rng=np.random.default_rng(5)).requires_input_grad_(False)
-    rng = np.random.default_rng(6)
-    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
-    y = rng.integers(0, 10, 4)
-    opt = Adam(model.parameters(), lr=1e-3)
-    criterion = CrossEntropyLoss()
-    losses = []
-    for _ in range(3):
-        opt.zero_grad()
-        losses.append(criterion(model(x), y))
-        model.backward(criterion.backward())
-        opt.step()
+    losses = losses_of_a_few_steps(model, 3)
     assert losses[-1] < 0.5 * losses[0]
-
 
 
 @pytest.mark.parametrize("name, macs", [("resnet18", 1_814_073_344),

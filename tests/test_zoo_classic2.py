@@ -13,12 +13,17 @@ import math
 
 import numpy as np
 import pytest
+from zoo_helper import (
+    check_training_step,
+    losses_of_a_few_steps,
+    param_count,
+    randomize_batch_norm,
+)
 
 from glasscnn import models
 from glasscnn.analysis import analyze
 from glasscnn.io import load_into, to_torch
 from glasscnn.models._branches import channel_shuffle, join_channels, split_channels
-from glasscnn.nn import CrossEntropyLoss
 
 PUBLISHED = {"mobilenet_v2": 3_504_872, "squeezenet1_0": 1_248_424,
              "squeezenet1_1": 1_235_496, "shufflenet_v2_x1_0": 2_278_604,
@@ -27,11 +32,6 @@ PUBLISHED = {"mobilenet_v2": 3_504_872, "squeezenet1_0": 1_248_424,
 SHAPES = {"mobilenet_v2": (2, 3, 64, 64), "squeezenet1_0": (2, 3, 64, 64),
           "squeezenet1_1": (2, 3, 64, 64), "shufflenet_v2_x1_0": (2, 3, 64, 64),
           "densenet121": (1, 3, 48, 48), "googlenet": (1, 3, 64, 64)}
-
-
-def _count(model) -> int:
-    return sum(p.data.size for p in model.parameters())
-
 
 
 def _twins(torch):
@@ -296,20 +296,6 @@ def make_twin(torch, name: str, num_classes: int = 10):
     return _twins(torch)[name](num_classes)
 
 
-def randomize_batch_norm(torch, twin) -> None:
-    """Non-trivial γ, β and running statistics in every BatchNorm2d of ``twin``."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in twin.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(0.5 + torch.rand(c, generator=g))
-                m.bias.copy_(0.1 * torch.randn(c, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(c, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=g))
-                m.num_batches_tracked.fill_(7)
-
-
 @pytest.fixture(scope="module")
 def loaded(torch, tmp_path_factory):
     """name → (glasscnn model with the twin's weights loaded from a .pth, the twin), built
@@ -334,7 +320,7 @@ def loaded(torch, tmp_path_factory):
 @pytest.mark.parametrize("name", list(PUBLISHED))
 def test_parameter_count_is_torchvisions(name):
     model = models.get(name)
-    assert _count(model) == PUBLISHED[name]
+    assert param_count(model) == PUBLISHED[name]
     assert model.name == name and model.input_shape == (3, 224, 224)
 
 
@@ -389,52 +375,14 @@ def test_branch_helpers_invert_each_other():
 def test_training_step_gradients_match_torch(name, shape, torch):
     """Train mode (batch statistics), float64: the loss, every parameter gradient, the
     input gradient and the updated running statistics agree with ``to_torch``'s twin."""
-    model = models.get(name, in_channels=1, num_classes=10, dtype=np.float64,
-                       rng=np.random.default_rng(3))
-    for _, m in model.named_modules():  # no dropout: the masks would differ
-        if hasattr(m, "p"):
-            m.p = 0.0
-    twin = to_torch(model, torch).train()
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal(shape)
-    y = rng.integers(0, 10, shape[0])
-    criterion = CrossEntropyLoss()
-    loss = criterion(model(x), y)
-    dx = model.backward(criterion.backward())
-    tx = torch.from_numpy(x).requires_grad_(True)
-    t_loss = torch.nn.functional.cross_entropy(twin(tx), torch.from_numpy(y))
-    t_loss.backward()
-    assert loss == pytest.approx(t_loss.item(), rel=1e-9)
-    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-6,
-                               atol=1e-7 * np.abs(tx.grad.numpy()).max())
-    grads = {k: p.grad.numpy() for k, p in twin.named_parameters()}
-    # a batch norm's β before another batch norm has a zero gradient up to rounding
-    scale = max(np.abs(g).max() for g in grads.values())
-    for key, p in model.named_parameters():
-        ref = grads[key]
-        assert np.abs(p.grad - ref).max() <= 1e-6 * np.abs(ref).max() + 1e-9 * scale, key
-    buffers = dict(twin.named_buffers())
-    for key, b in model.named_buffers():
-        np.testing.assert_allclose(b, buffers[key].numpy(), rtol=1e-7, atol=1e-10)
+    check_training_step(torch, name, shape, loss_rel=1e-9, grad_rel=1e-6, check_dx=True)
 
 
 def test_mobilenet_v2_learns_a_batch_of_28x28_grey_images():
     """A few Adam steps on one 1×28×28 batch (the Fashion-MNIST shape) lower the loss."""
-    from glasscnn.optim import Adam
-
     model = models.mobilenet_v2(in_channels=1, num_classes=10, input_size=28, dropout=0.0,
                                 rng=np.random.default_rng(5)).requires_input_grad_(False)
-    rng = np.random.default_rng(6)
-    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
-    y = rng.integers(0, 10, 4)
-    opt = Adam(model.parameters(), lr=1e-3)
-    criterion = CrossEntropyLoss()
-    losses = []
-    for _ in range(4):
-        opt.zero_grad()
-        losses.append(criterion(model(x), y))
-        assert model.backward(criterion.backward()) is None
-        opt.step()
+    losses = losses_of_a_few_steps(model, 4)
     assert losses[-1] < 0.7 * losses[0]
 
 
@@ -485,7 +433,7 @@ def test_every_layer_is_a_row(name):
     types = [row["type"] for row in report.rows]
     convs = sum(1 for _, m in model.named_modules() if type(m).__name__ == "Conv2d")
     assert types.count("Conv2d") == convs
-    assert report.totals["params"] == _count(model)
+    assert report.totals["params"] == param_count(model)
 
 
 
